@@ -1,0 +1,1 @@
+"""Data layer: annotations, features, time conventions and zero-shot class splits."""
