@@ -1,0 +1,576 @@
+"""Temporal-action annotations: readers for the layouts in use, one schema, counted quirk policies.
+
+Four inputs are understood, all producing an :class:`AnnotationSet` of :class:`Video` objects
+whose segments are in seconds:
+
+* ``activitynet``  – official ActivityNet layout (``version``/``taxonomy``/``database``);
+* ``actionformer`` – the same structure with ``fps`` per video (ActionFormer's THUMOS14 file);
+* ``bsn``          – BSN/BMN layout: a JSON keyed by ``v_<id>`` plus ``video_info_new.csv``
+  (ids lose their ``v_`` prefix, so they match the official files and the evaluator);
+* ``thumos14-txt`` – the official per-class THUMOS14 text files (``<Class>_<val|test>.txt``).
+
+``.gz`` files are read transparently. Real files have quirks (zero-length, duplicated, reversed or
+out-of-range segments, ``Ambiguous`` labels, blocked videos); each one is handled by an explicit
+policy (:class:`AnnotationPolicy`), counted in an :class:`AnnotationReport`, and summarised in one
+log line per load. Malformed values (non-numeric, NaN, inf) raise :class:`StaleError` naming the
+file, the video and the field. See ``docs/data.md`` for the policies and the measured counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Mapping
+
+from stale.errors import StaleError
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("auto", "activitynet", "actionformer", "bsn", "thumos14-txt")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One annotated action instance: ``[start, end]`` in seconds and its class name."""
+
+    start: float
+    end: float
+    label: str
+
+
+@dataclass
+class Video:
+    """One video: id (no ``v_`` prefix), lower-case subset, duration in seconds, its segments."""
+
+    id: str
+    subset: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+    fps: float | None = None
+    num_frames: int | None = None
+
+
+@dataclass
+class AnnotationPolicy:
+    """How the quirks of real annotation files are handled (defaults documented in docs/data.md).
+
+    reversed:         ``end < start``: ``"drop"`` (default; we do not guess what was meant) or ``"swap"``.
+    min_length:       segments with ``end - start <= min_length`` seconds are dropped (0: zero-length;
+                      negative keeps zero-length segments, as the official evaluator does).
+    duplicate_tol:    same-label segments whose start and end both differ by at most this many
+                      seconds are duplicates; the first is kept. Negative disables de-duplication.
+    ambiguous_labels: labels that are not classes (THUMOS14 ``Ambiguous``); excluded and counted.
+    blocked:          blocked-video lists to remove: ``"api"`` (official ActivityNet list),
+                      ``"missing_features"`` (videos absent from the common feature sets) or paths
+                      to JSON lists / text files with one id per line.
+    exclude_videos:   further video ids to remove (e.g. THUMOS14 ``video_test_0000270``).
+    """
+
+    reversed: Literal["drop", "swap"] = "drop"
+    min_length: float = 0.0
+    duplicate_tol: float = 1e-3
+    ambiguous_labels: tuple[str, ...] = ("Ambiguous",)
+    blocked: tuple[str, ...] = ()
+    exclude_videos: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.reversed not in ("drop", "swap"):
+            raise StaleError(f"reversed: must be 'drop' or 'swap', got {self.reversed!r}")
+        if not math.isfinite(self.min_length):
+            raise StaleError(f"min_length: must be a finite number, got {self.min_length!r}")
+
+
+@dataclass
+class ClassFilterReport:
+    """What :meth:`AnnotationSet.filter_classes` did (zero-shot protocol)."""
+
+    policy: str
+    num_classes: int
+    videos_in: int
+    videos_kept: int
+    segments_kept: int
+    segments_to_background: int  # "train": other-class segments inside kept videos
+    segments_removed: int        # all other-class segments no longer annotated (incl. the above)
+
+
+@dataclass
+class AnnotationReport:
+    """Counts of everything a load did. ``*_read`` are raw counts as in the file, per subset."""
+
+    source: str
+    layout: str
+    policy: AnnotationPolicy
+    videos_read: dict[str, int] = field(default_factory=dict)
+    segments_read: dict[str, int] = field(default_factory=dict)  # label rows, Ambiguous included
+    ambiguous: int = 0
+    reversed: int = 0
+    starts_beyond_duration: int = 0
+    clipped_to_duration: int = 0
+    zero_length: int = 0
+    duplicates: int = 0
+    multi_label: int = 0  # boundary pairs carrying two or more labels (all labels kept)
+    durations_inferred: int = 0
+    blocked_videos: int = 0
+    blocked_segments: int = 0
+    excluded_videos: int = 0
+    empty_videos: dict[str, int] = field(default_factory=dict)  # kept, per subset
+    videos_kept: dict[str, int] = field(default_factory=dict)
+    segments_kept: dict[str, int] = field(default_factory=dict)
+    class_filter: ClassFilterReport | None = None
+
+    def summary(self) -> str:
+        """One line for the log."""
+        rev = "swapped" if self.policy.reversed == "swap" else "dropped"
+        parts = [
+            f"{Path(self.source).name} ({self.layout}): read {sum(self.videos_read.values())} videos, "
+            f"{sum(self.segments_read.values())} segments; kept {sum(self.videos_kept.values())} "
+            f"videos, {sum(self.segments_kept.values())} segments",
+            f"ambiguous excluded {self.ambiguous}",
+            f"reversed {rev} {self.reversed}",
+            f"starting at/after duration dropped {self.starts_beyond_duration}",
+            f"clipped to duration {self.clipped_to_duration}",
+            f"zero-length dropped {self.zero_length}",
+            f"duplicates dropped {self.duplicates}",
+            f"multi-label kept {self.multi_label}",
+            f"videos without segments kept {sum(self.empty_videos.values())}",
+            f"blocked videos removed {self.blocked_videos} ({self.blocked_segments} segments)",
+        ]
+        if self.excluded_videos:
+            parts.append(f"excluded videos {self.excluded_videos}")
+        if self.durations_inferred:
+            parts.append(f"durations inferred from segments {self.durations_inferred}")
+        if self.class_filter is not None:
+            cf = self.class_filter
+            parts.append(f"class filter '{cf.policy}' ({cf.num_classes} classes): kept {cf.videos_kept}/"
+                         f"{cf.videos_in} videos, {cf.segments_to_background} segments to background, "
+                         f"{cf.segments_removed} removed")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+def _where(path: Path, vid: str | None, fieldname: str) -> str:
+    return f"{path}: video {vid}: field '{fieldname}'" if vid is not None else f"{path}: field '{fieldname}'"
+
+
+def _number(value: Any, path: Path, vid: str | None, fieldname: str) -> float:
+    """A finite float from a JSON/CSV value, or StaleError naming file, video and field."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise StaleError(f"{_where(path, vid, fieldname)}: not a number: {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StaleError(f"{_where(path, vid, fieldname)}: expected a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise StaleError(f"{_where(path, vid, fieldname)}: value is not finite ({value})")
+    return value
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with _open_text(path) as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise StaleError(f"{path}: cannot read JSON ({exc})") from None
+
+
+@dataclass
+class _Raw:
+    """A video as read, before policies: segments are ``(start, end, label)`` tuples."""
+
+    id: str
+    subset: str
+    duration: float | None
+    rows: list[tuple[float, float, str]]
+    fps: float | None = None
+    num_frames: int | None = None
+
+
+def _parse_rows(anns: Any, path: Path, vid: str) -> list[tuple[float, float, str]]:
+    if anns is None:
+        return []
+    if not isinstance(anns, list):
+        raise StaleError(f"{_where(path, vid, 'annotations')}: expected a list, got {type(anns).__name__}")
+    rows = []
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            raise StaleError(f"{_where(path, vid, f'annotations[{i}]')}: expected an object")
+        seg = ann.get("segment")
+        if not isinstance(seg, (list, tuple)) or len(seg) != 2:
+            raise StaleError(f"{_where(path, vid, f'annotations[{i}].segment')}: expected [start, end], "
+                             f"got {seg!r}")
+        label = ann.get("label")
+        if not isinstance(label, str) or not label.strip():
+            raise StaleError(f"{_where(path, vid, f'annotations[{i}].label')}: expected a class name, "
+                             f"got {label!r}")
+        start = _number(seg[0], path, vid, f"annotations[{i}].segment[0]")
+        end = _number(seg[1], path, vid, f"annotations[{i}].segment[1]")
+        rows.append((start, end, label.strip()))
+    return rows
+
+
+def _parse_database(data: dict, path: Path) -> list[_Raw]:
+    db = data.get("database")
+    if not isinstance(db, dict):
+        raise StaleError(f"{_where(path, None, 'database')}: expected an object of videos")
+    out = []
+    for vid, entry in db.items():
+        if not isinstance(entry, dict):
+            raise StaleError(f"{path}: video {vid}: expected an object, got {type(entry).__name__}")
+        subset = entry.get("subset")
+        if not isinstance(subset, str) or not subset:
+            raise StaleError(f"{_where(path, vid, 'subset')}: expected a subset name, got {subset!r}")
+        duration = _number(entry.get("duration"), path, vid, "duration")
+        fps = _number(entry["fps"], path, vid, "fps") if entry.get("fps") is not None else None
+        out.append(_Raw(str(vid), subset.lower(), duration, _parse_rows(entry.get("annotations"), path, vid),
+                        fps=fps))
+    return out
+
+
+def _read_video_info(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        with _open_text(path) as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise StaleError(f"{path}: cannot read CSV ({exc})") from None
+    if not rows or "video" not in rows[0]:
+        raise StaleError(f"{path}: expected a CSV with a 'video' column (BSN video_info layout)")
+    return {r["video"]: r for r in rows}
+
+
+def _strip_v(name: str) -> str:
+    return name[2:] if name.startswith("v_") else name
+
+
+def _parse_bsn(data: dict, path: Path, video_info: Path | None) -> list[_Raw]:
+    if video_info is None and (path.parent / "video_info_new.csv").is_file():
+        video_info = path.parent / "video_info_new.csv"
+    info = _read_video_info(Path(video_info)) if video_info is not None else {}
+    info_path = Path(video_info) if video_info is not None else path
+    out = []
+    for name in list(data) + [n for n in info if n not in data]:
+        entry = data.get(name, {})
+        row = info.get(name, {})
+        if not isinstance(entry, dict):
+            raise StaleError(f"{path}: video {name}: expected an object, got {type(entry).__name__}")
+        subset = entry.get("subset") or row.get("subset")
+        if not isinstance(subset, str) or not subset:
+            raise StaleError(f"{_where(path, name, 'subset')}: missing (give the BSN video_info CSV "
+                             f"with a 'subset' column)")
+        if entry.get("duration_second") is not None:
+            duration = _number(entry["duration_second"], path, name, "duration_second")
+        elif row.get("seconds") not in (None, ""):
+            duration = _number(row["seconds"], info_path, name, "seconds")
+        else:
+            raise StaleError(f"{_where(path, name, 'duration_second')}: missing duration")
+        fps = _number(row["fps"], info_path, name, "fps") if row.get("fps") not in (None, "") else None
+        frames = row.get("numFrame") or entry.get("duration_frame")
+        num_frames = int(_number(frames, info_path, name, "numFrame")) if frames not in (None, "") else None
+        out.append(_Raw(_strip_v(name), subset.lower(), duration,
+                        _parse_rows(entry.get("annotations"), path, name), fps=fps, num_frames=num_frames))
+    return out
+
+
+_TXT_NAME = re.compile(r"^(?P<label>.+)_(?P<split>val|test)\.txt$")
+
+
+def _parse_thumos_txt(folder: Path, durations: Mapping[str, float] | None) -> list[_Raw]:
+    files = sorted(p for p in folder.rglob("*.txt") if _TXT_NAME.match(p.name))
+    if not files:
+        raise StaleError(f"{folder}: no THUMOS14 '<Class>_val.txt' / '<Class>_test.txt' files found")
+    videos: dict[str, _Raw] = {}
+    for f in files:
+        m = _TXT_NAME.match(f.name)
+        label, subset = m["label"], ("validation" if m["split"] == "val" else "test")
+        for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3:
+                raise StaleError(f"{f}:{lineno}: expected 'video start end', got {line!r}")
+            vid = parts[0]
+            start = _number(parts[1], f, vid, f"line {lineno} start")
+            end = _number(parts[2], f, vid, f"line {lineno} end")
+            raw = videos.setdefault(vid, _Raw(vid, subset, None, []))
+            raw.rows.append((start, end, label))
+    if durations is not None:
+        for vid, raw in videos.items():
+            if vid in durations:
+                raw.duration = _number(durations[vid], folder, vid, "duration")
+    return list(videos.values())
+
+
+def _load_id_list(spec: str) -> set[str]:
+    """Video ids of a blocked list: a packaged name (``api``, ``missing_features``) or a file."""
+    from stale.data import resources
+
+    path = resources.blocked_list_path(spec) if spec in resources.BLOCKED_LISTS else Path(spec)
+    if not path.is_file():
+        raise StaleError(f"blocked list {spec!r}: file not found: {path} "
+                         f"(packaged lists: {', '.join(resources.BLOCKED_LISTS)})")
+    if path.suffix in (".json", ".gz"):
+        data = _read_json(path)
+        items = [x for v in data.values() for x in v] if isinstance(data, dict) else data
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise StaleError(f"{path}: expected a JSON list of video ids (or an object of such lists)")
+        return set(items)
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+# ----------------------------------------------------------------------------- policies
+
+def _clean(raw: _Raw, policy: AnnotationPolicy, rep: AnnotationReport) -> list[Segment]:
+    """Apply the segment policies to one video, in a fixed order, counting each action."""
+    ambiguous = set(policy.ambiguous_labels)
+    dur = raw.duration
+    kept: list[tuple[float, float, str]] = []
+    for start, end, label in raw.rows:
+        if label in ambiguous:
+            rep.ambiguous += 1
+            continue
+        if end < start:
+            rep.reversed += 1
+            if policy.reversed == "drop":
+                continue
+            start, end = end, start
+        if start >= dur:
+            rep.starts_beyond_duration += 1
+            continue
+        if end > dur:
+            rep.clipped_to_duration += 1
+            end = dur
+        if end - start <= policy.min_length:
+            rep.zero_length += 1
+            continue
+        kept.append((start, end, label))
+    if policy.duplicate_tol >= 0:
+        unique: list[tuple[float, float, str]] = []
+        tol = policy.duplicate_tol
+        for s, e, lab in kept:
+            if any(lab == l2 and abs(s - s2) <= tol and abs(e - e2) <= tol for s2, e2, l2 in unique):
+                rep.duplicates += 1
+            else:
+                unique.append((s, e, lab))
+        kept = unique
+    labels_per_bounds = Counter((s, e) for s, e, _ in set(kept))
+    rep.multi_label += sum(1 for n in labels_per_bounds.values() if n > 1)
+    return [Segment(s, e, lab) for s, e, lab in kept]
+
+
+def _build(raws: list[_Raw], source: Path, layout: str, policy: AnnotationPolicy) -> "AnnotationSet":
+    rep = AnnotationReport(source=str(source), layout=layout, policy=policy)
+    blocked: set[str] = set()
+    for spec in policy.blocked:
+        blocked |= _load_id_list(spec)
+    excluded = set(policy.exclude_videos)
+    videos: dict[str, Video] = {}
+    for raw in raws:
+        rep.videos_read[raw.subset] = rep.videos_read.get(raw.subset, 0) + 1
+        rep.segments_read[raw.subset] = rep.segments_read.get(raw.subset, 0) + len(raw.rows)
+        if raw.duration is None:
+            # official THUMOS14 txt without a duration source: the last annotated end is a lower bound
+            raw.duration = max(e for _, e, _ in raw.rows)
+            rep.durations_inferred += 1
+        if not raw.duration > 0:
+            raise StaleError(f"{_where(source, raw.id, 'duration')}: must be positive, got {raw.duration}")
+        if raw.id in videos:
+            raise StaleError(f"{source}: video {raw.id}: listed twice")
+        segments = _clean(raw, policy, rep)
+        if raw.id in blocked:
+            rep.blocked_videos += 1
+            rep.blocked_segments += len(segments)
+            continue
+        if raw.id in excluded:
+            rep.excluded_videos += 1
+            continue
+        videos[raw.id] = Video(raw.id, raw.subset, raw.duration, segments, raw.fps, raw.num_frames)
+    for v in videos.values():
+        rep.videos_kept[v.subset] = rep.videos_kept.get(v.subset, 0) + 1
+        rep.segments_kept[v.subset] = rep.segments_kept.get(v.subset, 0) + len(v.segments)
+        if not v.segments:
+            rep.empty_videos[v.subset] = rep.empty_videos.get(v.subset, 0) + 1
+    aset = AnnotationSet(videos, rep)
+    log.info("%s", rep.summary())
+    return aset
+
+
+def detect_layout(path: str | Path, data: Any = None) -> str:
+    """Name of the layout of ``path`` (see :data:`LAYOUTS`), or StaleError when unknown."""
+    path = Path(path)
+    if path.is_dir():
+        return "thumos14-txt"
+    if path.name.endswith((".csv", ".csv.gz")):
+        raise StaleError(f"{path}: a BSN video_info CSV holds no segments; pass the annotation JSON "
+                         f"and give this file as video_info")
+    data = _read_json(path) if data is None else data
+    if isinstance(data, dict) and isinstance(data.get("database"), dict):
+        entries = list(data["database"].values())[:50]
+        return "actionformer" if any(isinstance(e, dict) and "fps" in e for e in entries) else "activitynet"
+    if isinstance(data, dict) and data:
+        entries = list(data.items())[:50]
+        if all(isinstance(e, dict) and ("annotations" in e or "duration_second" in e) for _, e in entries):
+            return "bsn"
+    keys = list(data)[:5] if isinstance(data, dict) else type(data).__name__
+    raise StaleError(f"{path}: unknown annotation layout (top-level {keys}); expected the ActivityNet/"
+                     f"ActionFormer layout with 'database', the BSN layout keyed by 'v_<id>', or a folder "
+                     f"of official THUMOS14 txt files")
+
+
+def load_annotations(
+    path: str | Path,
+    layout: str = "auto",
+    policy: AnnotationPolicy | None = None,
+    *,
+    video_info: str | Path | None = None,
+    durations: "Mapping[str, float] | AnnotationSet | None" = None,
+) -> "AnnotationSet":
+    """Read an annotation file or folder into an :class:`AnnotationSet`, applying ``policy``.
+
+    ``video_info``: BSN ``video_info_new.csv`` (default: the one next to the JSON, if any).
+    ``durations``:  video durations for the THUMOS14 txt folder (a mapping or another set).
+    """
+    path = Path(path)
+    policy = policy or AnnotationPolicy()
+    policy.validate()
+    if layout not in LAYOUTS:
+        raise StaleError(f"unknown annotation layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if not path.exists():
+        raise StaleError(f"annotation file not found: {path}")
+    data = None
+    if layout == "auto":
+        if not path.is_dir():
+            data = _read_json(path) if not path.name.endswith((".csv", ".csv.gz")) else None
+        layout = detect_layout(path, data)
+    if layout == "thumos14-txt":
+        if not path.is_dir():
+            raise StaleError(f"{path}: the thumos14-txt layout expects a folder of per-class txt files")
+        if isinstance(durations, AnnotationSet):
+            durations = {v.id: v.duration for v in durations}
+        raws = _parse_thumos_txt(path, durations)
+    else:
+        data = _read_json(path) if data is None else data
+        if not isinstance(data, dict):
+            raise StaleError(f"{path}: expected a JSON object at the top level")
+        if layout == "bsn":
+            raws = _parse_bsn(data, path, Path(video_info) if video_info is not None else None)
+        else:
+            raws = _parse_database(data, path)
+    return _build(raws, path, layout, policy)
+
+
+# ----------------------------------------------------------------------------- the set
+
+class AnnotationSet:
+    """Videos keyed by id, plus the :class:`AnnotationReport` of how they were loaded."""
+
+    def __init__(self, videos: dict[str, Video], report: AnnotationReport):
+        self.videos = videos
+        self.report = report
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __iter__(self) -> Iterator[Video]:
+        return iter(self.videos.values())
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self.videos
+
+    def __getitem__(self, video_id: str) -> Video:
+        try:
+            return self.videos[video_id]
+        except KeyError:
+            raise StaleError(f"{self.report.source}: no video {video_id!r}") from None
+
+    @property
+    def subsets(self) -> list[str]:
+        return sorted({v.subset for v in self})
+
+    def num_segments(self, subset: str | None = None) -> int:
+        return sum(len(v.segments) for v in self if subset is None or v.subset == subset.lower())
+
+    def classes(self, subset: str | None = None) -> list[str]:
+        """Sorted class names with at least one segment (in ``subset`` when given)."""
+        sub = subset.lower() if subset is not None else None
+        return sorted({s.label for v in self if sub is None or v.subset == sub for s in v.segments})
+
+    def subset(self, name: str) -> "AnnotationSet":
+        """The videos of one subset (case-insensitive); StaleError for an unknown subset."""
+        key = name.lower()
+        if key not in self.subsets:
+            raise StaleError(f"{self.report.source}: no subset {name!r} (subsets: {', '.join(self.subsets)})")
+        return AnnotationSet({k: v for k, v in self.videos.items() if v.subset == key}, self.report)
+
+    def filter_classes(self, names: Iterable[str],
+                       policy: Literal["train", "train_drop", "test"] = "train") -> "AnnotationSet":
+        """Restrict to the classes ``names`` for the zero-shot protocol.
+
+        ``train``:      keep videos with at least one segment of ``names``; their other segments
+                        become background (removed, counted as ``segments_to_background``).
+        ``train_drop``: keep only videos all of whose segments are of ``names``.
+        ``test``:       keep videos with at least one segment of ``names``, and only those segments.
+        Names must be classes of this set (StaleError otherwise). Returns a new set whose report
+        carries a :class:`ClassFilterReport`.
+        """
+        if policy not in ("train", "train_drop", "test"):
+            raise StaleError(f"filter_classes: policy must be 'train', 'train_drop' or 'test', got {policy!r}")
+        wanted = list(dict.fromkeys(names))
+        known = set(self.classes())
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise StaleError(f"{self.report.source}: unknown class {unknown[0]!r} "
+                             f"({len(unknown)} unknown; the set has {len(known)} classes)")
+        keep = set(wanted)
+        out: dict[str, Video] = {}
+        to_bg = removed = 0
+        for v in self:
+            mine = [s for s in v.segments if s.label in keep]
+            others = len(v.segments) - len(mine)
+            if not mine or (policy == "train_drop" and others):
+                removed += others
+                continue
+            removed += others
+            if policy == "train":
+                to_bg += others
+            out[v.id] = replace(v, segments=mine)
+        cf = ClassFilterReport(policy, len(keep), len(self), len(out),
+                               sum(len(v.segments) for v in out.values()), to_bg, removed)
+        result = AnnotationSet(out, replace(self.report, class_filter=cf))
+        log.info("%s", result.report.summary())
+        return result
+
+    def to_activitynet_json(self) -> dict:
+        """The official ActivityNet layout (the evaluator's ground truth), post-policy."""
+        return {
+            "version": "stale export of " + Path(self.report.source).name,
+            "taxonomy": [],
+            "database": {
+                v.id: {
+                    "subset": v.subset,
+                    "duration": v.duration,
+                    "annotations": [{"segment": [s.start, s.end], "label": s.label} for s in v.segments],
+                }
+                for v in self
+            },
+        }
