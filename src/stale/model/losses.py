@@ -1,0 +1,175 @@
+"""STALE's learning objective (paper Sec. 3.3, Eq. 9-12), computed in float32.
+
+* ``classification_loss`` (L_c, Eq. 9): cross-entropy per snippet over K+1 classes, mean over
+  snippets (class-weighted mean ``sum w_y l / sum w_y`` when class weights are given).
+* ``mask_loss`` (L_m, Eq. 10) on foreground rows only (``fg_mask[b, t] = 1``), pooled over the
+  batch: a class-balanced BCE with ``beta_fg = N / N_fg`` and ``beta_bg = N / N_bg`` (inverse
+  foreground / background proportions over the N mask entries of those rows), i.e.
+  ``mean_{g=1}(-log m) + mean_{g=0}(-log(1 - m))`` (the paper prints it without the minus), plus
+  ``lambda2 * dice`` with the V-Net dice ``1 - 2 m.g / sum(m^2 + g^2)`` per row, averaged over
+  rows. The factor 2 makes a perfect mask score 0 (without it the best value is 0.5).
+* ``completeness_loss`` (L_comp, Eq. 11): the printed ``-(g log L + log(g) L)`` contains
+  ``log 0`` for a one-hot g; we read it as the standard BCE ``-(g log L + (1-g) log(1-L))``
+  between the foreground mask L_hat and the ground-truth foreground, mean over snippets.
+* ``consistency_loss`` (L_const, Eq. 12): per video, ``1 - cos(F_clf, F_mask)`` where F_clf is
+  the mean of E_p over the top-k snippets by action confidence (max softmax probability over
+  the K action classes, only snippets above ``theta_c``) and F_mask is the mean of E_m over the
+  top-k snippets by mask confidence ``sigmoid(M[t, t])`` (the mask predicted from snippet t
+  claims t itself; only snippets above ``theta_m``). Selection is done on detached scores; the
+  gradient trains E_p, E_m and the encoder. Videos where either set is empty are skipped.
+
+Every term is finite for empty foreground, all-background batches and saturated logits (the
+BCE terms use ``softplus`` on logits, never ``log`` of a probability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stale.errors import StaleError
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and settings.
+
+    w_cls / w_mask / w_comp / w_const: weights of L_c, L_m, L_comp, L_const (paper: all 1).
+    lambda_dice: lambda2 of Eq. 10 (paper: 0.4).
+    class_weights: optional K+1 weights for L_c (background last); None = unweighted.
+    const_topk: k of the top-k selections of L_const (clamped to T).
+    const_class_threshold / const_mask_threshold: theta_c and theta_m of Eq. 12.
+    """
+
+    w_cls: float = 1.0
+    w_mask: float = 1.0
+    w_comp: float = 1.0
+    w_const: float = 1.0
+    lambda_dice: float = 0.4
+    class_weights: list[float] | None = None
+    const_topk: int = 10
+    const_class_threshold: float = 0.1
+    const_mask_threshold: float = 0.5
+
+    def validate(self) -> None:
+        if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.lambda_dice) < 0:
+            raise StaleError("loss: weights and lambda_dice must be >= 0")
+        if self.const_topk < 1:
+            raise StaleError(f"loss.const_topk must be >= 1, got {self.const_topk}")
+        if self.class_weights is not None and min(self.class_weights, default=0.0) < 0:
+            raise StaleError("loss.class_weights must be non-negative")
+
+
+def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None = None
+                        ) -> Tensor:
+    """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar."""
+    num_classes = logits.shape[-1]
+    if class_weights is not None and class_weights.numel() != num_classes:
+        raise StaleError(f"loss.class_weights has {class_weights.numel()} entries, expected "
+                         f"{num_classes} (K action classes + background)")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise StaleError(f"targets['snippet_labels'] must lie in [0, {num_classes - 1}], got "
+                         f"range [{int(labels.min())}, {int(labels.max())}]")
+    weight = None if class_weights is None else class_weights.to(logits.device, torch.float32)
+    return F.cross_entropy(logits.float().reshape(-1, num_classes), labels.reshape(-1).long(),
+                           weight=weight)
+
+
+def mask_loss(mask_logits: Tensor, instance_masks: Tensor, fg_mask: Tensor,
+              lambda_dice: float = 0.4, eps: float = 1e-6) -> Tensor:
+    """L_m: ``mask_logits``, ``instance_masks`` (B, T, T) row-wise, ``fg_mask`` (B, T) -> scalar."""
+    rows = fg_mask >= 0.5
+    x = mask_logits.float()[rows]                                            # (N_rows, T)
+    g = instance_masks.float()[rows]
+    if x.shape[0] == 0:
+        return mask_logits.float().sum() * 0.0
+    n_fg = g.sum()
+    n_bg = (1 - g).sum()
+    bce = ((g * F.softplus(-x)).sum() / n_fg.clamp_min(1.0)
+           + ((1 - g) * F.softplus(x)).sum() / n_bg.clamp_min(1.0))
+    m = torch.sigmoid(x)
+    dice = 1 - 2 * (m * g).sum(-1) / ((m * m).sum(-1) + (g * g).sum(-1) + eps)
+    return bce + lambda_dice * dice.mean()
+
+
+def completeness_loss(fg_logits: Tensor, fg_mask: Tensor) -> Tensor:
+    """L_comp: BCE of ``fg_logits`` (B, T, pre-sigmoid L_hat) against ``fg_mask`` (B, T)."""
+    return F.binary_cross_entropy_with_logits(fg_logits.float(), fg_mask.float())
+
+
+def _topk_mean(feats: Tensor, score: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Mean of ``feats`` (B, T, C) over the top-k valid snippets by ``score`` (B, T).
+
+    Returns (means (B, C), count (B,)); a video with no valid snippet gets a zero mean.
+    """
+    k = min(k, score.shape[1])
+    idx = score.masked_fill(~valid, float("-inf")).topk(k, dim=1).indices
+    sel = torch.zeros_like(score).scatter(1, idx, valid.gather(1, idx).to(score.dtype))
+    count = sel.sum(1)
+    mean = (sel.unsqueeze(-1) * feats.float()).sum(1) / count.clamp_min(1.0).unsqueeze(-1)
+    return mean, count
+
+
+def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tensor,
+                     mask_feats: Tensor, topk: int = 10, class_threshold: float = 0.1,
+                     mask_threshold: float = 0.5) -> Tensor:
+    """L_const: ``class_logits`` (B, T, K+1), ``mask_logits`` (B, T, T), E_p and E_m features
+    ``clf_feats`` / ``mask_feats`` (B, T, C_p) -> scalar (mean over videos with both sets)."""
+    with torch.no_grad():
+        conf_c = class_logits.float().softmax(-1)[..., :-1].amax(-1)        # (B, T)
+        conf_m = torch.sigmoid(mask_logits.float().diagonal(dim1=1, dim2=2))
+    f_clf, n_c = _topk_mean(clf_feats, conf_c, conf_c > class_threshold, topk)
+    f_mask, n_m = _topk_mean(mask_feats, conf_m, conf_m > mask_threshold, topk)
+    ok = ((n_c > 0) & (n_m > 0)).float()
+    cos = F.cosine_similarity(f_clf, f_mask, dim=-1, eps=1e-6)
+    return ((1 - cos) * ok).sum() / ok.sum().clamp_min(1.0)
+
+
+class STALELoss(nn.Module):
+    """Total objective ``w_c L_c + w_m L_m + w_comp L_comp + w_const L_const``.
+
+    ``forward(out, targets)`` takes the model output dict (``class_logits``, ``mask_logits``,
+    ``fg_logits``, ``fg_learned``, ``const_clf_feats``, ``const_mask_feats``) and the targets of
+    docs/architecture.md (``snippet_labels``, ``instance_masks``, ``fg_mask``); returns a dict
+    with ``total``, ``cls``, ``mask``, ``comp``, ``const``. L_comp is 0 when the masking has no
+    learned predictor (``none`` / ``gt`` ablations).
+    """
+
+    def __init__(self, cfg: LossConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or LossConfig()
+        self.cfg.validate()
+        cw = self.cfg.class_weights
+        self.register_buffer("class_weights",
+                             None if cw is None else torch.tensor(cw, dtype=torch.float32),
+                             persistent=False)
+
+    def forward(self, out: dict, targets: dict) -> dict[str, Tensor]:
+        cfg = self.cfg
+        b, t = out["class_logits"].shape[:2]
+        for key, shape in (("snippet_labels", (b, t)), ("instance_masks", (b, t, t)),
+                           ("fg_mask", (b, t))):
+            if key not in targets:
+                raise StaleError(f"targets: missing '{key}'")
+            if tuple(targets[key].shape) != shape:
+                raise StaleError(f"targets['{key}'] has shape {tuple(targets[key].shape)}, "
+                                 f"expected {shape} to match the model output")
+        fg = targets["fg_mask"]
+        terms = {
+            "cls": classification_loss(out["class_logits"], targets["snippet_labels"],
+                                       self.class_weights),
+            "mask": mask_loss(out["mask_logits"], targets["instance_masks"], fg,
+                              cfg.lambda_dice),
+            "comp": (completeness_loss(out["fg_logits"], fg) if out.get("fg_learned", True)
+                     else out["fg_logits"].float().sum() * 0.0),
+            "const": consistency_loss(out["class_logits"], out["mask_logits"],
+                                      out["const_clf_feats"], out["const_mask_feats"],
+                                      cfg.const_topk, cfg.const_class_threshold,
+                                      cfg.const_mask_threshold),
+        }
+        terms["total"] = (cfg.w_cls * terms["cls"] + cfg.w_mask * terms["mask"]
+                          + cfg.w_comp * terms["comp"] + cfg.w_const * terms["const"])
+        return terms

@@ -1,0 +1,153 @@
+"""Class-agnostic representation masking (paper Sec. 3.2, Eq. 3-4).
+
+``decoder`` (the paper's method): ``Nz`` learned mask queries attend to the snippet embeddings
+through a Transformer decoder; a mask-projection MLP turns each decoded query into a mask
+embedding ``B_q`` and the per-query masks are ``L_q = sigmoid(B_q . F_vis / sqrt(C))`` (Eq. 3).
+A learned weight vector ``W_q`` (a linear layer over the queries) merges them per location:
+``L_hat = sigmoid(W_q . L_q + b_q)`` (Eq. 4). The ``1/sqrt(C)`` is a fixed rescaling of Eq. 3's
+dot product (as in attention): without it a 512-d dot product saturates the sigmoid at
+initialisation and Eq. 3 passes no gradient.
+
+Binarisation at ``theta_bin`` uses a straight-through estimator: the forward pass uses the hard
+mask ``1[L_hat >= theta_bin]``, the backward pass treats it as ``L_hat`` (``hard + p - p.detach()``),
+so the classification loss also trains the masking branch.
+
+Ablations (paper Table 4): ``none`` (every snippet is foreground), ``cnn`` (a small 1-D CNN
+predicts ``L_hat`` from ``F_vis``), ``gt`` (the ground-truth foreground mask, passed as ``gt_fg``).
+For ``none``/``gt`` there is no learned predictor, ``fg_logits`` are the constant
+``+-FIXED_LOGIT`` of the used mask and ``fg_learned`` is False (the completeness loss is skipped).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from stale.errors import StaleError
+
+#: logit standing for "certainly foreground/background" where the mask is not predicted
+FIXED_LOGIT = 20.0
+
+
+@dataclass
+class MaskingConfig:
+    """Representation-masking settings.
+
+    kind: ``decoder`` (paper), ``none``, ``cnn`` or ``gt`` (ablations).
+    num_queries: Nz mask queries (paper: 20).
+    num_layers / num_heads / ffn_mult / dropout: the query decoder; not given in the paper,
+        2 layers x 8 heads is our choice.
+    mlp_layers: depth of the mask-projection MLP (3, as MaskFormer's mask embedding).
+    theta_bin: binarisation threshold of L_hat (paper: 0.5).
+    cnn_kernel: kernel of the ``cnn`` ablation's two convolutions.
+    """
+
+    kind: Literal["decoder", "none", "cnn", "gt"] = "decoder"
+    num_queries: int = 20
+    num_layers: int = 2
+    num_heads: int = 8
+    ffn_mult: int = 4
+    dropout: float = 0.1
+    mlp_layers: int = 3
+    theta_bin: float = 0.5
+    cnn_kernel: int = 3
+
+    def validate(self) -> None:
+        if self.num_queries < 1 or self.num_layers < 1 or self.num_heads < 1:
+            raise StaleError("masking: num_queries, num_layers and num_heads must be >= 1")
+        if self.mlp_layers < 1 or self.ffn_mult < 1:
+            raise StaleError("masking: mlp_layers and ffn_mult must be >= 1")
+        if not 0.0 < self.theta_bin < 1.0:
+            raise StaleError(f"masking.theta_bin must be in (0, 1), got {self.theta_bin}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise StaleError(f"masking.dropout must be in [0, 1), got {self.dropout}")
+        if self.cnn_kernel < 1 or self.cnn_kernel % 2 == 0:
+            raise StaleError(f"masking.cnn_kernel must be odd, got {self.cnn_kernel}")
+
+
+def straight_through_binarize(prob: Tensor, threshold: float) -> Tensor:
+    """Hard ``1[prob >= threshold]`` in the forward pass with the gradient of ``prob``."""
+    hard = (prob >= threshold).to(prob.dtype)
+    return hard + prob - prob.detach()
+
+
+def _mlp(width: int, layers: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(width, width))
+        if i < layers - 1:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+class RepresentationMasking(nn.Module):
+    """F_vis ``(B, T, C)`` -> foreground mask and foreground features.
+
+    ``forward`` returns a dict:
+    ``fg_logits`` (B, T) pre-sigmoid L_hat; ``fg_hard`` (B, T) bool binarised mask;
+    ``fg_weight`` (B, T) float gate, equal to ``fg_hard`` in value, straight-through gradient;
+    ``fg_features`` (B, T, C) = F_vis * fg_weight (background rows are zero);
+    ``fg_learned`` bool; and for ``decoder`` also ``query_masks`` (B, Nz, T) = L_q.
+    """
+
+    def __init__(self, cfg: MaskingConfig, width: int):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.width = width
+        if cfg.kind == "decoder":
+            if width % cfg.num_heads:
+                raise StaleError(f"model width {width} is not divisible by "
+                                 f"masking.num_heads {cfg.num_heads}")
+            self.queries = nn.Parameter(torch.randn(cfg.num_queries, width) * 0.02)
+            layer = nn.TransformerDecoderLayer(width, cfg.num_heads, cfg.ffn_mult * width,
+                                               cfg.dropout, batch_first=True)
+            self.decoder = nn.TransformerDecoder(layer, cfg.num_layers)
+            self.mask_proj = _mlp(width, cfg.mlp_layers)
+            self.query_weight = nn.Linear(cfg.num_queries, 1)  # W_q, b_q of Eq. 4
+            # start as the mean of the query masks (L_q ~ 0.5 -> L_hat ~ sigmoid(0.5) > 0.5):
+            # training begins with (nearly) every snippet foreground, so all branches get
+            # gradient from the first step; L_comp and the STE then learn to drop background
+            nn.init.constant_(self.query_weight.weight, 1.0 / cfg.num_queries)
+            nn.init.zeros_(self.query_weight.bias)
+        elif cfg.kind == "cnn":
+            pad = cfg.cnn_kernel // 2
+            self.cnn = nn.Sequential(
+                nn.Conv1d(width, width, cfg.cnn_kernel, padding=pad), nn.ReLU(),
+                nn.Conv1d(width, width, cfg.cnn_kernel, padding=pad), nn.ReLU(),
+                nn.Conv1d(width, 1, 1))
+
+    def forward(self, f_vis: Tensor, gt_fg: Tensor | None = None) -> dict:
+        """``f_vis`` (B, T, C); ``gt_fg`` (B, T) in {0, 1}, required only for kind ``gt``."""
+        kind = self.cfg.kind
+        out: dict = {"fg_learned": kind in ("decoder", "cnn")}
+        if kind == "decoder":
+            q = self.queries.unsqueeze(0).expand(f_vis.shape[0], -1, -1)
+            b_q = self.mask_proj(self.decoder(q, f_vis))                 # (B, Nz, C)
+            l_q = torch.sigmoid(torch.einsum("bqc,btc->bqt", b_q, f_vis)
+                                / math.sqrt(self.width))                  # Eq. 3
+            fg_logits = self.query_weight(l_q.transpose(1, 2)).squeeze(-1)  # Eq. 4, pre-sigmoid
+            out["query_masks"] = l_q
+        elif kind == "cnn":
+            fg_logits = self.cnn(f_vis.transpose(1, 2)).squeeze(1)
+        else:
+            if kind == "gt":
+                if gt_fg is None:
+                    raise StaleError("masking.kind is 'gt' but no gt_fg (B, T) foreground mask "
+                                     "was passed to the model")
+                if tuple(gt_fg.shape) != tuple(f_vis.shape[:2]):
+                    raise StaleError(f"gt_fg has shape {tuple(gt_fg.shape)}, expected "
+                                     f"{tuple(f_vis.shape[:2])} (batch, snippets)")
+                sign = (gt_fg.to(f_vis.device) >= 0.5).to(f_vis.dtype) * 2 - 1
+            else:
+                sign = f_vis.new_ones(f_vis.shape[:2])
+            fg_logits = sign * FIXED_LOGIT
+        prob = torch.sigmoid(fg_logits)
+        weight = straight_through_binarize(prob, self.cfg.theta_bin)
+        out.update(fg_logits=fg_logits, fg_hard=prob >= self.cfg.theta_bin, fg_weight=weight,
+                   fg_features=f_vis * weight.unsqueeze(-1).to(f_vis.dtype))
+        return out

@@ -1,0 +1,118 @@
+"""The STALE model assembled (paper Fig. 2): temporal encoder -> representation masking ->
+vision->language adaptation -> parallel classifier and mask localizer (+ E_p / E_m for L_const).
+
+The text encoder is called exactly once per forward for all K+1 classes (background last); its
+output is projected to the model width by a linear layer when ``embed_dim != width``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from stale.errors import StaleError
+from stale.model.cross_modal import CrossModalAdapter, CrossModalConfig
+from stale.model.heads import (ConsistencyProjections, CosineClassifier, DynamicMaskLocalizer,
+                               HeadsConfig)
+from stale.model.losses import LossConfig
+from stale.model.masking import MaskingConfig, RepresentationMasking
+from stale.model.temporal import TemporalConfig, TemporalEncoder
+
+
+@dataclass
+class ModelConfig:
+    """Whole-model settings.
+
+    input_dim: snippet feature dimension D (512 for CLIP ViT-B/16, 2048 for two-stream I3D).
+    width: model width C (512, CLIP's embedding width).
+    The sub-configs hold each module's settings; ``loss`` is used by :class:`STALELoss`.
+    """
+
+    input_dim: int = 512
+    width: int = 512
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    cross_modal: CrossModalConfig = field(default_factory=CrossModalConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def validate(self) -> None:
+        if self.input_dim < 1 or self.width < 1:
+            raise StaleError(f"model: input_dim and width must be >= 1, "
+                             f"got {self.input_dim}, {self.width}")
+        for sub in (self.temporal, self.masking, self.cross_modal, self.heads, self.loss):
+            sub.validate()
+
+
+class STALE(nn.Module):
+    """STALE: ``forward(features (B, T, D), class_names, gt_fg=None) -> dict``.
+
+    Output keys: ``class_logits`` (B, T, K+1), ``mask_logits`` (B, T, T) row t = mask from
+    snippet t, ``fg_logits`` (B, T) pre-sigmoid L_hat, ``fg_hard`` (B, T) bool binarised mask,
+    ``fg_learned`` bool, ``text_features`` (B, K+1, C) adapted per video,
+    ``const_clf_feats`` / ``const_mask_feats`` (B, T, C_p), and ``query_masks`` (B, Nz, T) for
+    the decoder masking.
+    """
+
+    def __init__(self, cfg: ModelConfig, text_encoder: nn.Module):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.text_encoder = text_encoder
+        embed_dim = getattr(text_encoder, "embed_dim", None)
+        if not isinstance(embed_dim, int):
+            raise StaleError("text encoder has no integer attribute 'embed_dim'")
+        self.text_proj = (nn.Identity() if embed_dim == cfg.width
+                          else nn.Linear(embed_dim, cfg.width))
+        self.temporal = TemporalEncoder(cfg.temporal, cfg.input_dim, cfg.width)
+        self.masking = RepresentationMasking(cfg.masking, cfg.width)
+        self.cross_modal = CrossModalAdapter(cfg.cross_modal, cfg.width)
+        self.classifier = CosineClassifier(cfg.heads)
+        self.localizer = DynamicMaskLocalizer(cfg.heads, cfg.width)
+        self.consistency = ConsistencyProjections(cfg.heads, cfg.width)
+
+    def _check_features(self, features: Tensor) -> None:
+        if features.dim() != 3 or features.shape[-1] != self.cfg.input_dim:
+            raise StaleError(f"features have shape {tuple(features.shape)}, expected "
+                             f"(batch, snippets, {self.cfg.input_dim}) (model.input_dim)")
+        if features.shape[0] < 1 or features.shape[1] < 1:
+            raise StaleError(f"features have shape {tuple(features.shape)}: need at least "
+                             "one video and one snippet")
+        if not torch.isfinite(features).all():
+            raise StaleError("features contain NaN or infinite values")
+
+    def encode_text(self, class_names: Sequence[str]) -> Tensor:
+        """One text-encoder call for all classes -> (K+1, C)."""
+        names = list(class_names)
+        if not names:
+            raise StaleError("class_names is empty: need at least one action class")
+        text = self.text_encoder(names)
+        if text.dim() != 2 or text.shape[0] != len(names) + 1:
+            raise StaleError(f"text encoder returned shape {tuple(text.shape)}, expected "
+                             f"({len(names) + 1}, embed_dim): K classes + background")
+        return self.text_proj(text)
+
+    def forward(self, features: Tensor, class_names: Sequence[str],
+                gt_fg: Tensor | None = None) -> dict:
+        self._check_features(features)
+        text = self.encode_text(class_names)                                   # (K+1, C)
+        f_vis = self.temporal(features)                                        # Eq. 1
+        mask = self.masking(f_vis, gt_fg)                                      # Eq. 3-4
+        text_v = self.cross_modal(text, mask["fg_features"], mask["fg_hard"])  # Eq. 5-6
+        clf_feats, mask_feats = self.consistency(f_vis)
+        out = {
+            "class_logits": self.classifier(text_v, f_vis, mask["fg_weight"]),  # Eq. 7
+            "mask_logits": self.localizer(f_vis),                               # Eq. 8
+            "fg_logits": mask["fg_logits"],
+            "fg_hard": mask["fg_hard"],
+            "fg_learned": mask["fg_learned"],
+            "text_features": text_v,
+            "const_clf_feats": clf_feats,
+            "const_mask_feats": mask_feats,
+        }
+        if "query_masks" in mask:
+            out["query_masks"] = mask["query_masks"]
+        return out

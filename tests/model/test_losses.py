@@ -1,0 +1,142 @@
+import math
+
+import pytest
+import torch
+
+from stale.errors import StaleError
+from stale.model.losses import (LossConfig, STALELoss, classification_loss, completeness_loss,
+                                consistency_loss, mask_loss)
+
+
+def _sp(x):
+    return math.log1p(math.exp(x))
+
+
+def test_classification_loss_hand_computed():
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    labels = torch.tensor([[0, 2]])
+    l1 = -math.log(math.exp(2) / (math.exp(2) + 2))
+    l2 = -math.log(1 / (math.e + 2))
+    assert classification_loss(logits, labels).item() == pytest.approx((l1 + l2) / 2, rel=1e-6)
+    w = torch.tensor([1.0, 1.0, 3.0])
+    got = classification_loss(logits, labels, w).item()
+    assert got == pytest.approx((l1 + 3 * l2) / 4, rel=1e-6)
+    with pytest.raises(StaleError, match="snippet_labels"):
+        classification_loss(logits, torch.tensor([[0, 3]]))
+    with pytest.raises(StaleError, match="class_weights"):
+        classification_loss(logits, labels, torch.ones(2))
+
+
+def test_mask_loss_hand_computed():
+    # one video, T=3; rows 0 and 1 are foreground, row 2 background (ignored)
+    x = torch.tensor([[[1.0, -1.0, 0.0], [2.0, 0.5, -2.0], [9.0, 9.0, 9.0]]])
+    g = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
+    fg = torch.tensor([[1.0, 1.0, 0.0]])
+    fg_terms = [_sp(-1.0), _sp(-2.0), _sp(-0.5)]
+    bg_terms = [_sp(-1.0), _sp(0.0), _sp(-2.0)]
+    bce = sum(fg_terms) / 3 + sum(bg_terms) / 3
+
+    def sig(v):
+        return 1 / (1 + math.exp(-v))
+
+    def dice(row_x, row_g):
+        m = [sig(v) for v in row_x]
+        inter = sum(a * b for a, b in zip(m, row_g))
+        return 1 - 2 * inter / (sum(a * a for a in m) + sum(b * b for b in row_g))
+
+    d = (dice([1.0, -1.0, 0.0], [1, 0, 0]) + dice([2.0, 0.5, -2.0], [1, 1, 0])) / 2
+    got = mask_loss(x, g, fg, lambda_dice=0.4).item()
+    assert got == pytest.approx(bce + 0.4 * d, rel=1e-5)
+
+
+def test_mask_loss_perfect_prediction_is_near_zero():
+    g = torch.tensor([[[1.0, 1.0, 0.0, 0.0]] * 4])
+    x = (g * 2 - 1) * 30
+    assert mask_loss(x, g, torch.ones(1, 4)).item() < 1e-6
+
+
+def test_completeness_loss_hand_computed():
+    x = torch.tensor([[0.0, 3.0, -1.0]])
+    g = torch.tensor([[1.0, 0.0, 0.0]])
+    expect = (_sp(-0.0) + _sp(3.0) + _sp(-1.0)) / 3
+    assert completeness_loss(x, g).item() == pytest.approx(expect, rel=1e-6)
+
+
+def test_consistency_loss_hand_computed():
+    T = 4
+    # video 0: action confidence high at snippets 0, 1; mask diagonal confident at 2, 3
+    cls = torch.full((2, T, 3), -10.0)
+    cls[0, 0, 0] = cls[0, 1, 1] = 10.0
+    cls[0, 2:, 2] = 10.0                       # background
+    cls[1, :, 2] = 10.0                        # video 1: all background -> skipped
+    m = torch.full((2, T, T), -10.0)
+    m[0, 2, 2] = m[0, 3, 3] = 10.0
+    m[1] = 10.0
+    fc = torch.randn(2, T, 5)
+    fm = torch.randn(2, T, 5)
+    got = consistency_loss(cls, m, fc, fm, topk=10, class_threshold=0.1, mask_threshold=0.5)
+    a = fc[0, :2].mean(0)
+    b = fm[0, 2:].mean(0)
+    expect = 1 - torch.dot(a, b) / (a.norm() * b.norm())
+    assert got.item() == pytest.approx(expect.item(), rel=1e-5)
+    # top-k keeps only the most confident snippet
+    cls[0, 0, 0] = 5.0
+    got1 = consistency_loss(cls, m, fc, fm, topk=1)
+    b1 = fm[0, 2] if m[0, 2, 2] >= m[0, 3, 3] else fm[0, 3]
+    a1 = fc[0, 1]
+    expect1 = 1 - torch.dot(a1, b1) / (a1.norm() * b1.norm())
+    assert got1.item() == pytest.approx(expect1.item(), rel=1e-5)
+
+
+def _out_targets(B=2, T=6, K=3, fg_rows=None, requires_grad=True):
+    torch.manual_seed(0)
+    out = {
+        "class_logits": torch.randn(B, T, K + 1, requires_grad=requires_grad),
+        "mask_logits": torch.randn(B, T, T, requires_grad=requires_grad),
+        "fg_logits": torch.randn(B, T, requires_grad=requires_grad),
+        "fg_learned": True,
+        "const_clf_feats": torch.randn(B, T, 4, requires_grad=requires_grad),
+        "const_mask_feats": torch.randn(B, T, 4, requires_grad=requires_grad),
+    }
+    fg = torch.zeros(B, T)
+    if fg_rows is not None:
+        fg[:, fg_rows] = 1
+    masks = fg[:, :, None] * fg[:, None, :]
+    labels = torch.where(fg > 0, torch.zeros_like(fg), torch.full_like(fg, K)).long()
+    return out, {"snippet_labels": labels, "instance_masks": masks, "fg_mask": fg}
+
+
+def test_total_is_weighted_sum():
+    out, tg = _out_targets(fg_rows=[1, 2])
+    cfg = LossConfig(w_cls=0.5, w_mask=2.0, w_comp=3.0, w_const=0.25)
+    terms = STALELoss(cfg)(out, tg)
+    expect = (0.5 * terms["cls"] + 2 * terms["mask"] + 3 * terms["comp"]
+              + 0.25 * terms["const"])
+    torch.testing.assert_close(terms["total"], expect)
+    assert set(terms) == {"total", "cls", "mask", "comp", "const"}
+
+
+@pytest.mark.parametrize("fg_rows", [None, [0, 1, 2, 3, 4, 5]])
+def test_no_nan_empty_or_full_foreground(fg_rows):
+    out, tg = _out_targets(fg_rows=fg_rows)
+    with torch.no_grad():
+        out["mask_logits"].mul_(1e4)               # saturated sigmoids: log(0) territory
+        out["fg_logits"].mul_(1e4)
+    terms = STALELoss()(out, tg)
+    for v in terms.values():
+        assert torch.isfinite(v)
+    terms["total"].backward()
+    for key in ("class_logits", "mask_logits", "fg_logits", "const_clf_feats"):
+        assert torch.isfinite(out[key].grad).all()
+
+
+def test_comp_skipped_without_learned_mask_and_shape_errors():
+    out, tg = _out_targets(fg_rows=[1])
+    out["fg_learned"] = False
+    assert STALELoss()(out, tg)["comp"].item() == 0.0
+    tg["fg_mask"] = tg["fg_mask"][:, :3]
+    with pytest.raises(StaleError, match="fg_mask"):
+        STALELoss()(out, tg)
+    del tg["fg_mask"]
+    with pytest.raises(StaleError, match="missing"):
+        STALELoss()(out, tg)
