@@ -1,0 +1,75 @@
+"""Frozen class embeddings from a hand-written template (no learned context).
+
+``embed_class_names`` is the plain CLIP zero-shot recipe: ``[SOS] template(name) [EOS]`` through
+the text tower, EOS feature, L2-normalised. The synthetic-data generator uses it as its source of
+class semantics, and ``stale text-embed`` writes it to disk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from stale.errors import StaleError
+from stale.text.tokens import ClipTokenizer, check_class_names
+from stale.text.tower import ClipTextTower
+
+DEFAULT_TEMPLATE = "a video of {}."
+
+
+def template_token_ids(names: Sequence[str], template: str, tokenizer: ClipTokenizer,
+                       max_len: int = 77) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (K, L) of ``[SOS] template(name) [EOS]``, zero-padded, and EOS positions (K,).
+
+    Underscores in names are read as spaces. A prompt over ``max_len`` tokens is a StaleError
+    naming the class.
+    """
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise StaleError(f"template {template!r} must contain '{{}}' exactly once (the class name)")
+    rows = []
+    for k, name in enumerate(names):
+        tokenizer.encode_name(name, k)  # rejects names with no tokens
+        seq = [tokenizer.sot] + tokenizer.encode(template.replace("{}", name.replace("_", " "))) \
+            + [tokenizer.eot]
+        if len(seq) > max_len:
+            raise StaleError(f"class {k} {name!r}: templated prompt needs {len(seq)} tokens but "
+                             f"CLIP allows {max_len}")
+        rows.append(seq)
+    length = max((len(r) for r in rows), default=2)
+    ids = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    return ids, torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
+
+
+def embed_class_names(names: Sequence[str], weights: str | os.PathLike | None = None,
+                      template: str = DEFAULT_TEMPLATE, *, arch: str | None = None,
+                      tower: ClipTextTower | None = None, cache_dir: str | os.PathLike | None = None,
+                      device: str | torch.device | None = None) -> np.ndarray:
+    """L2-normalised float32 text embeddings (K, E) of ``template`` filled with each class name.
+
+    ``weights=None`` uses the offline seeded tower (cached on first use); a path or tag is loaded
+    with :func:`stale.text.weights.load_text_tower` (``arch`` defaults to ``ViT-B-16`` then).
+    ``tower`` passes an already built tower instead. Deterministic for given weights.
+    """
+    from stale.text.weights import OFFLINE_ARCH, load_text_tower
+
+    names = check_class_names(names)
+    if not names:
+        raise StaleError("embed_class_names: the class list is empty")
+    if tower is None:
+        if weights is None:
+            tower = load_text_tower(arch or OFFLINE_ARCH, None, cache_dir=cache_dir)
+        else:
+            tower = load_text_tower(arch or "ViT-B-16", weights, cache_dir=cache_dir)
+    if device is not None:
+        tower = tower.to(device)
+    ids, eos = template_token_ids(names, template, ClipTokenizer(), tower.spec.context_length)
+    dev = tower.positional_embedding.device
+    with torch.no_grad():
+        feats = tower.encode_token_ids(ids.to(dev), eos.to(dev)).float()
+    feats = torch.nn.functional.normalize(feats, dim=-1)
+    return feats.cpu().numpy().astype(np.float32)

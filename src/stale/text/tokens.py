@@ -1,0 +1,55 @@
+"""CLIP BPE tokenisation of class names and templates (the tokenizer ships inside open_clip).
+
+Policy: underscores in class names are read as spaces (``Playing_guitar`` -> ``playing guitar``),
+because some annotation files use them as word separators and CLIP's vocabulary has no such
+words. The tokenizer itself lower-cases and normalises whitespace, as CLIP does.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from stale.errors import StaleError
+
+
+class ClipTokenizer:
+    """Thin wrapper around open_clip's ``SimpleTokenizer`` (ids identical to OpenAI CLIP)."""
+
+    def __init__(self):
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self._tok = SimpleTokenizer()
+        self.sot: int = self._tok.sot_token_id
+        self.eot: int = self._tok.eot_token_id
+        self.period: list[int] = self._tok.encode(".")
+
+    def encode(self, text: str) -> list[int]:
+        """BPE ids of ``text`` without SOS/EOS."""
+        return self._tok.encode(text)
+
+    def encode_name(self, name: str, index: int | None = None) -> list[int]:
+        """BPE ids of a class name (underscores read as spaces); an empty result is an error."""
+        if not isinstance(name, str):
+            raise StaleError(f"class {index}: name must be a string, got {type(name).__name__}")
+        ids = self.encode(name.replace("_", " "))
+        if not ids:
+            where = f"class {index} " if index is not None else "class "
+            raise StaleError(f"{where}{name!r}: name is empty after tokenisation")
+        return ids
+
+
+def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Validate an ordered class list (strings, no duplicates) and return it as a tuple."""
+    if isinstance(names, str):
+        raise StaleError("class_names must be a sequence of names, not a single string "
+                         f"({names!r}); wrap it in a list")
+    names = tuple(names)
+    for i, n in enumerate(names):
+        if not isinstance(n, str):
+            raise StaleError(f"class {i}: name must be a string, got {n!r}")
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise StaleError(f"class {n!r} appears twice in the class list (positions {seen[n]} and {i})")
+        seen[n] = i
+    return names

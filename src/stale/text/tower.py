@@ -1,0 +1,157 @@
+"""The CLIP text tower alone: token embedding, positional embedding, transformer, ln_final, projection.
+
+Parameter names are exactly those of OpenAI CLIP and of open_clip's ``CLIP`` class
+(``token_embedding.weight``, ``positional_embedding``, ``transformer.resblocks.N.*``,
+``ln_final.*``, ``text_projection``), so the text part of any such checkpoint loads into it with
+``load_state_dict(strict=True)`` and a state dict of this module is itself a valid text-only
+CLIP checkpoint. The vision tower is never built.
+
+Exact short computation: CLIP's text attention is causal, so the output at position ``i``
+depends only on tokens ``0..i``. Running the transformer on the first ``L`` positions (the
+longest prompt) therefore gives exactly the EOS features of the full 77-token computation, with
+``(77 / L)^2`` less attention work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from stale.errors import StaleError
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """Shape of a CLIP text tower (the ``text_cfg`` part of an open_clip model config)."""
+
+    width: int
+    layers: int
+    heads: int
+    embed_dim: int
+    context_length: int = 77   # CLIP's maximum number of tokens, SOS and EOS included
+    vocab_size: int = 49408    # CLIP BPE vocabulary
+    mlp_ratio: float = 4.0
+    quick_gelu: bool = False   # OpenAI-trained weights use QuickGELU
+
+    def validate(self) -> None:
+        if self.width % self.heads:
+            raise StaleError(f"text tower: width {self.width} is not divisible by heads {self.heads}")
+
+    def to_model_cfg(self) -> dict:
+        """open_clip-style model config (``embed_dim``, ``quick_gelu``, ``text_cfg``)."""
+        return {
+            "embed_dim": self.embed_dim,
+            "quick_gelu": self.quick_gelu,
+            "text_cfg": {
+                "context_length": self.context_length, "vocab_size": self.vocab_size,
+                "width": self.width, "heads": self.heads, "layers": self.layers,
+                "mlp_ratio": self.mlp_ratio,
+            },
+        }
+
+
+# The offline stand-in for CLIP: 50 learned context tokens + names fit in 77, CPU-fast.
+OFFLINE_SPEC = TowerSpec(width=128, layers=4, heads=4, embed_dim=128)
+# An even smaller tower for unit tests (built in memory, never cached).
+TEST_SPEC = TowerSpec(width=32, layers=2, heads=2, embed_dim=24)
+
+
+class ClipTextTower(nn.Module):
+    """CLIP's text encoder without the vision tower; see the module docstring."""
+
+    def __init__(self, spec: TowerSpec):
+        super().__init__()
+        from open_clip.transformer import LayerNorm, QuickGELU, Transformer
+
+        spec.validate()
+        self.spec = spec
+        # torch's default layer init draws from the global RNG; weights are always overwritten
+        # (checkpoint or init_random_), so keep the caller's random stream untouched
+        with torch.random.fork_rng(devices=[]):
+            self.token_embedding = nn.Embedding(spec.vocab_size, spec.width)
+            self.transformer = Transformer(
+                spec.width, spec.layers, spec.heads, spec.mlp_ratio,
+                act_layer=QuickGELU if spec.quick_gelu else nn.GELU, norm_layer=LayerNorm,
+                batch_first=True,
+            )
+        self.positional_embedding = nn.Parameter(torch.zeros(spec.context_length, spec.width))
+        self.ln_final = LayerNorm(spec.width)
+        self.text_projection = nn.Parameter(torch.zeros(spec.width, spec.embed_dim))
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+    @property
+    def embed_dim(self) -> int:
+        return self.spec.embed_dim
+
+    def encode_embeddings(self, x: Tensor, eos_pos: Tensor) -> Tensor:
+        """Text features from input token embeddings.
+
+        x: (P, L, width) embeddings of P prompts padded to a common length L <= context_length
+        (anything after a prompt's EOS is ignored thanks to the causal mask);
+        eos_pos: (P,) int64 position of each prompt's EOS token.
+        Returns (P, embed_dim): the EOS position after ``ln_final``, times ``text_projection``.
+        """
+        length = x.shape[1]
+        if length > self.spec.context_length:
+            raise StaleError(f"prompt of {length} tokens exceeds the text tower's context length "
+                             f"{self.spec.context_length}")
+        x = x + self.positional_embedding[:length].to(x.dtype)
+        causal = torch.full((length, length), float("-inf"), device=x.device, dtype=x.dtype).triu_(1)
+        x = self.transformer(x, attn_mask=causal)
+        x = x[torch.arange(x.shape[0], device=x.device), eos_pos]
+        # ln_final is per token, so applying it after picking EOS is the same as before
+        return self.ln_final(x) @ self.text_projection
+
+    def encode_token_ids(self, ids: Tensor, eos_pos: Tensor) -> Tensor:
+        """Text features of token id sequences: ids (P, L) int64, eos_pos (P,) -> (P, embed_dim)."""
+        return self.encode_embeddings(self.token_embedding(ids), eos_pos)
+
+
+def init_random_(tower: ClipTextTower, seed: int) -> ClipTextTower:
+    """Fill ``tower`` in place with seeded random weights (CLIP's initialisation scales).
+
+    Uses a private CPU generator (no global RNG state is touched) and walks the parameters in
+    their fixed registration order, so the same seed always gives identical weights.
+    """
+    spec = tower.spec
+    gen = torch.Generator().manual_seed(int(seed))
+    attn_std = spec.width ** -0.5
+    proj_std = attn_std * (2 * spec.layers) ** -0.5
+    fc_std = (2 * spec.width) ** -0.5
+    with torch.no_grad():
+        for name, p in tower.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if name == "token_embedding.weight":
+                std = 0.02
+            elif name == "positional_embedding":
+                std = 0.01
+            elif name == "text_projection":
+                std = attn_std
+            elif ".ln_" in name or name.startswith("ln_final"):
+                p.fill_(1.0 if leaf == "weight" else 0.0)
+                continue
+            elif leaf.endswith("bias"):
+                p.zero_()
+                continue
+            elif "in_proj_weight" in name:
+                std = attn_std
+            elif "out_proj.weight" in name or "c_proj.weight" in name:
+                std = proj_std
+            elif "c_fc.weight" in name:
+                std = fc_std
+            else:  # a parameter this rule set does not know would silently stay zero
+                raise RuntimeError(f"init_random_: no rule for parameter {name}")
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return tower
+
+
+def build_random_tower(spec: TowerSpec, seed: int = 0) -> ClipTextTower:
+    """A text tower of shape ``spec`` with seeded random weights (see :func:`init_random_`)."""
+    return init_random_(ClipTextTower(spec), seed)
+
+
