@@ -1,0 +1,78 @@
+"""A fixed random non-linear "visual encoder": text embedding -> visual prototype.
+
+It plays the role of the unknown map between CLIP's text and video feature spaces: smooth (so
+classes with similar names get similar prototypes, which is what makes zero-shot transfer
+possible) but non-linear and of a different dimension, so a detector has to learn it from the
+seen classes.
+
+    x̃ = (x - μ) / s                               (optional centring, see below)
+    h = tanh(g · W1 x̃ + b1)       W1 ~ N(0, 1), b1 ~ N(0, bias_std²)      (H, E)
+    p = normalise(W2 h)            W2 ~ N(0, 1/H)                          (D, H)
+
+``μ`` is the mean embedding of the layout's whole class list and ``s`` the RMS norm of the centred
+embeddings. Random text towers (and real CLIP) give embeddings with a large shared component;
+without centring all prototypes would nearly coincide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stale.errors import StaleError
+
+
+@dataclass
+class VisualEncoderConfig:
+    """Knobs of the random visual encoder (defaults documented in docs/synth.md)."""
+
+    hidden_dim: int = 512  # H
+    gain: float = 1.5  # g: pre-activation std for a unit-norm input; 1.5 makes tanh clearly non-linear
+    bias_std: float = 0.5
+    center_text: bool = True
+
+
+class RandomVisualEncoder:
+    """Seeded random 2-layer MLP mapping (N, E) text embeddings to (N, D) unit visual vectors."""
+
+    def __init__(self, class_embeddings: np.ndarray, dim: int, rng: np.random.Generator,
+                 cfg: VisualEncoderConfig | None = None):
+        cfg = cfg or VisualEncoderConfig()
+        emb = np.asarray(class_embeddings, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] < 2 or not np.isfinite(emb).all():
+            raise StaleError(f"class embeddings must be a finite (K>=2, E) array, got shape {emb.shape}")
+        self.cfg = cfg
+        self.text_dim = emb.shape[1]
+        self.dim = int(dim)
+        if cfg.center_text:
+            self.mu = emb.mean(axis=0)
+            centred = emb - self.mu
+            self.scale = float(np.sqrt((centred ** 2).sum(axis=1).mean()))
+            if not self.scale > 1e-12:
+                raise StaleError("class embeddings are all identical; cannot derive class prototypes")
+        else:
+            self.mu = np.zeros(self.text_dim)
+            self.scale = float(np.sqrt((emb ** 2).sum(axis=1).mean()))
+        self.w1 = rng.standard_normal((cfg.hidden_dim, self.text_dim)) * cfg.gain
+        self.b1 = rng.standard_normal(cfg.hidden_dim) * cfg.bias_std
+        self.w2 = rng.standard_normal((self.dim, cfg.hidden_dim)) / np.sqrt(cfg.hidden_dim)
+
+    def normalised_text(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, E) -> (N, E) the encoder's input x̃ (centred and scaled to unit RMS norm)."""
+        return (np.asarray(embeddings, dtype=np.float64) - self.mu) / self.scale
+
+    def random_text(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, E) random embeddings with the class set's statistics (pseudo-classes, background)."""
+        z = rng.standard_normal((n, self.text_dim))
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        return self.mu + self.scale * z
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, E) text embeddings -> (N, D) L2-normalised visual prototypes (float64)."""
+        emb = np.asarray(embeddings, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[1] != self.text_dim:
+            raise StaleError(f"expected (N, {self.text_dim}) text embeddings, got shape {emb.shape}")
+        h = np.tanh(self.normalised_text(emb) @ self.w1.T + self.b1)
+        p = h @ self.w2.T
+        return p / np.linalg.norm(p, axis=1, keepdims=True)
