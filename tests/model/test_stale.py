@@ -76,7 +76,7 @@ def test_gradients_reach_every_parameter(fake_text_encoder):
 
 
 def test_text_projection_identity_when_dims_match():
-    from conftest import FakeTextEncoder
+    from fake_text import FakeTextEncoder
     model = STALE(tiny_cfg(), FakeTextEncoder(embed_dim=C + 4))
     assert isinstance(model.text_proj, torch.nn.Linear)
     cfg = tiny_cfg()
