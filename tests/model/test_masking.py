@@ -31,9 +31,9 @@ def test_decoder_shapes_and_eq4():
     assert out["fg_logits"].shape == (B, T)
     lq = out["query_masks"]
     assert ((lq > 0) & (lq < 1)).all()
-    # Eq. 4 recomputed independently from L_q
+    # Eq. 4 recomputed independently from L_q (weighted in log-odds space)
     w = m.query_weight.weight[0]
-    expect = (lq * w[None, :, None]).sum(1) + m.query_weight.bias
+    expect = (torch.logit(lq.double()).float() * w[None, :, None]).sum(1) + m.query_weight.bias
     torch.testing.assert_close(out["fg_logits"], expect)
     # Eq. 3 recomputed from the decoded mask embeddings
     b_q = m.mask_proj(m.decoder(m.queries.expand(B, -1, -1), f))
@@ -43,14 +43,20 @@ def test_decoder_shapes_and_eq4():
     torch.testing.assert_close(out["fg_features"], f * hard[..., None].float())
 
 
-def test_gradient_reaches_mask_through_features():
+def test_gradient_reaches_mask_through_features_only_with_straight_through():
     m = _mask()
+    m.cfg.straight_through = True
     f = torch.randn(B, T, C)
     out = m(f)
     out["fg_features"].sum().backward()
     assert m.query_weight.weight.grad is not None
     assert m.query_weight.weight.grad.abs().sum() > 0
     assert m.queries.grad.abs().sum() > 0
+    # default: the hard gate is a constant for the downstream branches (L_comp trains the mask)
+    m = _mask()
+    out = m(f.clone().requires_grad_())
+    out["fg_features"].sum().backward()
+    assert m.query_weight.weight.grad is None or m.query_weight.weight.grad.abs().sum() == 0
 
 
 def test_none_and_gt_and_cnn():

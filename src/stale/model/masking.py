@@ -3,14 +3,17 @@
 ``decoder`` (the paper's method): ``Nz`` learned mask queries attend to the snippet embeddings
 through a Transformer decoder; a mask-projection MLP turns each decoded query into a mask
 embedding ``B_q`` and the per-query masks are ``L_q = sigmoid(B_q . F_vis / sqrt(C))`` (Eq. 3).
-A learned weight vector ``W_q`` (a linear layer over the queries) merges them per location:
-``L_hat = sigmoid(W_q . L_q + b_q)`` (Eq. 4). The ``1/sqrt(C)`` is a fixed rescaling of Eq. 3's
-dot product (as in attention): without it a 512-d dot product saturates the sigmoid at
-initialisation and Eq. 3 passes no gradient.
+A learned weight vector ``W_q`` (a linear layer over the queries) merges them per location into
+``L_hat = sigmoid(W_q . logit(L_q) + b_q)`` (Eq. 4, applied to the queries' log-odds — see the
+comment in ``forward`` and docs/model.md for why not to the probabilities). The ``1/sqrt(C)`` is a
+fixed rescaling of Eq. 3's dot product (as in attention): without it a 512-d dot product
+saturates the sigmoid at initialisation and Eq. 3 passes no gradient.
 
-Binarisation at ``theta_bin`` uses a straight-through estimator: the forward pass uses the hard
-mask ``1[L_hat >= theta_bin]``, the backward pass treats it as ``L_hat`` (``hard + p - p.detach()``),
-so the classification loss also trains the masking branch.
+Binarisation at ``theta_bin`` gives the hard foreground gate. By default the gate is a constant
+for the downstream branches and the mask is trained by ``L_comp`` (stable: a gate hovering at the
+threshold otherwise flips whole videos between all-foreground and all-background). With
+``straight_through=True`` the backward pass treats it as ``L_hat`` (``hard + p - p.detach()``), so
+the classification loss also trains the masking branch.
 
 Ablations (paper Table 4): ``none`` (every snippet is foreground), ``cnn`` (a small 1-D CNN
 predicts ``L_hat`` from ``F_vis``), ``gt`` (the ground-truth foreground mask, passed as ``gt_fg``).
@@ -43,6 +46,8 @@ class MaskingConfig:
         2 layers x 8 heads is our choice.
     mlp_layers: depth of the mask-projection MLP (3, as MaskFormer's mask embedding).
     theta_bin: binarisation threshold of L_hat (paper: 0.5).
+    straight_through: let the classification loss train the mask through the binarisation
+        (straight-through estimator); off by default (see the module docstring).
     cnn_kernel: kernel of the ``cnn`` ablation's two convolutions.
     """
 
@@ -54,6 +59,7 @@ class MaskingConfig:
     dropout: float = 0.1
     mlp_layers: int = 3
     theta_bin: float = 0.5
+    straight_through: bool = False
     cnn_kernel: int = 3
 
     def validate(self) -> None:
@@ -109,11 +115,11 @@ class RepresentationMasking(nn.Module):
             self.decoder = nn.TransformerDecoder(layer, cfg.num_layers)
             self.mask_proj = _mlp(width, cfg.mlp_layers)
             self.query_weight = nn.Linear(cfg.num_queries, 1)  # W_q, b_q of Eq. 4
-            # start as the mean of the query masks (L_q ~ 0.5 -> L_hat ~ sigmoid(0.5) > 0.5):
+            # start as the mean of the query logits (~0) plus a bias of 1 -> L_hat ~ 0.73:
             # training begins with (nearly) every snippet foreground, so all branches get
-            # gradient from the first step; L_comp and the STE then learn to drop background
+            # gradient from the first step; L_comp then learns to drop background
             nn.init.constant_(self.query_weight.weight, 1.0 / cfg.num_queries)
-            nn.init.zeros_(self.query_weight.bias)
+            nn.init.constant_(self.query_weight.bias, 1.0)
         elif cfg.kind == "cnn":
             pad = cfg.cnn_kernel // 2
             self.cnn = nn.Sequential(
@@ -128,9 +134,12 @@ class RepresentationMasking(nn.Module):
         if kind == "decoder":
             q = self.queries.unsqueeze(0).expand(f_vis.shape[0], -1, -1)
             b_q = self.mask_proj(self.decoder(q, f_vis))                 # (B, Nz, C)
-            l_q = torch.sigmoid(torch.einsum("bqc,btc->bqt", b_q, f_vis)
-                                / math.sqrt(self.width))                  # Eq. 3
-            fg_logits = self.query_weight(l_q.transpose(1, 2)).squeeze(-1)  # Eq. 4, pre-sigmoid
+            q_logits = torch.einsum("bqc,btc->bqt", b_q, f_vis) / math.sqrt(self.width)
+            l_q = torch.sigmoid(q_logits)                                   # Eq. 3
+            # Eq. 4 weighs the queries in log-odds space: W_q applied to the probabilities
+            # L_q in (0, 1) caps the fg/bg logit gap at sum(W_q) and, measured on the demo
+            # benchmark, never left the all-background prior; on the logits it learns at once
+            fg_logits = self.query_weight(q_logits.transpose(1, 2)).squeeze(-1)  # pre-sigmoid
             out["query_masks"] = l_q
         elif kind == "cnn":
             fg_logits = self.cnn(f_vis.transpose(1, 2)).squeeze(1)
@@ -147,7 +156,10 @@ class RepresentationMasking(nn.Module):
                 sign = f_vis.new_ones(f_vis.shape[:2])
             fg_logits = sign * FIXED_LOGIT
         prob = torch.sigmoid(fg_logits)
-        weight = straight_through_binarize(prob, self.cfg.theta_bin)
+        if self.cfg.straight_through:
+            weight = straight_through_binarize(prob, self.cfg.theta_bin)
+        else:
+            weight = (prob >= self.cfg.theta_bin).to(prob.dtype)
         out.update(fg_logits=fg_logits, fg_hard=prob >= self.cfg.theta_bin, fg_weight=weight,
                    fg_features=f_vis * weight.unsqueeze(-1).to(f_vis.dtype))
         return out
