@@ -58,4 +58,4 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_config() -> Path:
-    return REPO / "configs" / "tiny.yaml"
+    return REPO / "src" / "stale" / "configs" / "tiny.yaml"

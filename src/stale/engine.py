@@ -110,6 +110,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def shard_order(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's strided share of an epoch's order (N,) -> (ceil(N / world_size),).
+
+    Every rank must run the same number of steps, or DDP's gradient all-reduce deadlocks; when
+    N does not divide, the order is padded by repeating its first items (as torch's
+    DistributedSampler does), so a few videos are seen twice in that epoch.
+    """
+    if world_size <= 1:
+        return order
+    size = math.ceil(len(order) / world_size) * world_size
+    if size > len(order) > 0:
+        order = order.repeat(math.ceil(size / len(order)))[:size]
+    return order[rank::world_size]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam; the text tower may get its own learning rate (parameters named ``text_encoder.*``)."""
     text, rest = [], []
@@ -186,8 +201,8 @@ class Trainer:
 
     def train_epoch(self, data: Batches, epoch: int) -> dict[str, float]:
         self.model.train()
-        order = epoch_order(len(data), self.cfg.seed, epoch)
-        order = order[self.dist.rank:: self.dist.world_size]  # shard across ranks
+        order = shard_order(epoch_order(len(data), self.cfg.seed, epoch), self.dist.rank,
+                            self.dist.world_size)
         bs = self.cfg.batch_size
         steps = math.ceil(len(order) / bs)
         sums: dict[str, float] = {}
@@ -201,8 +216,9 @@ class Trainer:
             losses = self._forward_loss(batch)
             total = losses["total"]
             if not torch.isfinite(total):
+                terms = {k: float(v.detach()) for k, v in losses.items()}
                 raise StaleError(f"training diverged: loss is {total.item()} at epoch {epoch + 1}, "
-                                 f"step {step + 1} (terms: { {k: float(v) for k, v in losses.items()} })")
+                                 f"step {step + 1} (terms: {terms})")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.cfg.grad_clip > 0:
@@ -211,7 +227,7 @@ class Trainer:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(total):.4f}")
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         return {k: float(all_reduce_mean(torch.tensor(v), self.dist)) for k, v in means.items()}
 

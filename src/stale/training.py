@@ -80,6 +80,9 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False,
                  "protocol": {"kind": protocol.kind, "name": protocol.name}}
         trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, classes, out_dir, extra, device,
                           dist, log=say)
+        if resume:
+            # before the run files are rewritten: a refused resume must leave the run untouched
+            trainer.resume(last)
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -89,8 +92,6 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False,
                 "labels": dataclasses.asdict(stats),
                 "videos": {"train": len(fit_videos), "heldout": len(val_videos)},
             })
-        if resume:
-            trainer.resume(last)
         history = trainer.fit(train_b, val_b)
         return history[-1] if history else {}
     finally:

@@ -1,0 +1,141 @@
+"""Inference: loading a run, predicting, and the explicitly labelled external-score fusion."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stale.checkpoint import load_checkpoint, save_checkpoint
+from stale.config import load_run_config
+from stale.data.annotations import load_annotations
+from stale.errors import StaleError
+from stale.inference import fuse_video_scores, load_run, predict_videos, run_prediction
+from stale.pipeline import feature_store, load_features
+from stale.training import run_training
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread for every run of the module (module fixtures included): faster on a
+    busy 2-core machine, and bitwise comparisons need the same thread count on both sides."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_dataset, tiny_config, tmp_path_factory):
+    cfg = load_run_config(tiny_config, [f"data.annotations={tiny_dataset / 'annotations.json'}",
+                                        f"data.features.root={tiny_dataset / 'features'}", "train.epochs=3"])
+    out = tmp_path_factory.mktemp("inf") / "run"
+    run_training(cfg, out, say=lambda *_: None)
+    return out
+
+
+def _results():
+    return {"v1": [{"segment": [1.0, 2.0], "label": "x", "score": 0.8},
+                   {"segment": [5.0, 9.0], "label": "y", "score": 0.5}],
+            "v2": [{"segment": [0.0, 3.0], "label": "x", "score": 0.9}]}
+
+
+def test_fuse_relabels_with_top_classes(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"v1": {"a": 0.1, "b": 0.7, "c": 0.4}}))
+    fused, missing = fuse_video_scores(_results(), tmp_path / "s.json", top=2)
+    assert missing == 1 and fused["v2"] == _results()["v2"]  # no scores: left as it was
+    got = [(d["segment"], d["label"], round(d["score"], 6)) for d in fused["v1"]]
+    expect = sorted([([1.0, 2.0], "b", 0.56), ([1.0, 2.0], "c", 0.32),
+                     ([5.0, 9.0], "b", 0.35), ([5.0, 9.0], "c", 0.2)], key=lambda t: -t[2])
+    assert got == expect
+    one, _ = fuse_video_scores(_results(), tmp_path / "s.json", top=1)
+    assert [d["label"] for d in one["v1"]] == ["b", "b"]
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]"])
+def test_fuse_rejects_bad_score_files(tmp_path, content):
+    (tmp_path / "s.json").write_text(content)
+    with pytest.raises(StaleError, match="s.json"):
+        fuse_video_scores(_results(), tmp_path / "s.json")
+    with pytest.raises(StaleError, match="nope.json"):
+        fuse_video_scores(_results(), tmp_path / "nope.json")
+
+
+def test_prediction_output_marks_external_data(run_dir, tiny_dataset, tmp_path):
+    run = load_run(run_dir, CPU)
+    assert run.checkpoint.endswith("best.pt") and len(run.classes["test"]) == 6
+    ann = load_annotations(tiny_dataset / "annotations.json")
+    lines = []
+    plain = run_prediction(run, ann, "validation", tmp_path / "p.json", say=lines.append)
+    on_disk = json.loads((tmp_path / "p.json").read_text())
+    assert on_disk["external_data"] == {"used": False} and plain["external_data"] == {"used": False}
+    assert on_disk["classes"] == run.classes["test"]
+    val_ids = {v.id for v in ann.subset("validation")}
+    assert set(on_disk["results"]) == val_ids
+    assert not any("WARNING" in ln for ln in lines)
+
+    top = {vid: {"high jump": 0.9, "pole vault": 0.3, "discus throw": 0.1} for vid in val_ids}
+    (tmp_path / "scores.json").write_text(json.dumps(top))
+    lines.clear()
+    run_prediction(run, ann, "validation", tmp_path / "f.json", fuse_scores=str(tmp_path / "scores.json"),
+                   say=lines.append)
+    fused = json.loads((tmp_path / "f.json").read_text())
+    assert fused["external_data"]["used"] is True and "NOT a zero-shot" in fused["external_data"]["details"]
+    assert any("WARNING" in ln for ln in lines)
+    assert sum(len(d) for d in fused["results"].values()) > 0
+    for vid, dets in fused["results"].items():
+        assert {d["label"] for d in dets} == ({"high jump", "pole vault"} if on_disk["results"][vid] else set())
+        base = sorted(d["score"] for d in on_disk["results"][vid])
+        hj = sorted(d["score"] for d in dets if d["label"] == "high jump")
+        assert hj == pytest.approx([0.9 * s for s in base])
+
+
+def test_arbitrary_class_names_and_gt(run_dir, tiny_dataset, tmp_path):
+    run = load_run(run_dir, CPU)
+    ann = load_annotations(tiny_dataset / "annotations.json")
+    names = ["juggling balls", "a cat jumping"]
+    out = run_prediction(run, ann, "validation", tmp_path / "p.json", classes=names, gt_out=str(tmp_path / "g.json"),
+                         say=lambda *_: None)
+    labels = {d["label"] for dets in out["results"].values() for d in dets}
+    assert labels == set(names) and out["classes"] == names
+    assert len(out["results"]) == 12  # no ground truth for these names: every video of the subset
+    # classes that exist restrict the videos to those containing them (zero-shot protocol)
+    out2 = run_prediction(run, ann, "validation", tmp_path / "q.json", classes=["pole vault"],
+                          gt_out=str(tmp_path / "g2.json"), say=lambda *_: None)
+    gt = json.loads((tmp_path / "g2.json").read_text())["database"]
+    assert set(out2["results"]) == set(gt) and gt
+    assert {a["label"] for v in gt.values() for a in v["annotations"]} == {"pole vault"}
+    with pytest.raises(StaleError, match="duplicate"):
+        run_prediction(run, ann, "validation", tmp_path / "d.json", classes=["a", "a"], say=lambda *_: None)
+    with pytest.raises(StaleError, match="no subset 'testing'"):
+        run_prediction(run, ann, "testing", tmp_path / "d.json", say=lambda *_: None)
+
+
+def test_batching_does_not_change_predictions(run_dir, tiny_dataset):
+    run = load_run(run_dir, CPU)
+    ann = load_annotations(tiny_dataset / "annotations.json")
+    videos = list(ann.subset("validation"))
+    feats = load_features(videos, feature_store(run.cfg, str(tiny_dataset / "features")), run.cfg.data.num_snippets)
+    names = run.classes["test"]
+    a = predict_videos(run, videos, feats, names, 32, CPU)
+    b = predict_videos(run, videos, feats, names, 5, CPU)
+    assert a.keys() == b.keys() == {v.id for v in videos}
+    for vid in a:
+        assert [d["label"] for d in a[vid]] == [d["label"] for d in b[vid]]
+        assert [d["score"] for d in a[vid]] == pytest.approx([d["score"] for d in b[vid]], rel=1e-4)
+        for d in a[vid]:
+            assert 0 <= d["segment"][0] <= d["segment"][1] <= ann.videos[vid].duration + 1e-6
+
+
+def test_overrides_and_mismatched_weights(run_dir, tmp_path):
+    run = load_run(run_dir, CPU, ["inference.top_k=3"])
+    assert run.cfg.inference.top_k == 3
+    ck = load_checkpoint(run_dir / "last.pt")
+    ck["config"]["model"]["width"] = 48
+    ck.pop("path")
+    save_checkpoint(tmp_path / "bad.pt", ck)
+    with pytest.raises(StaleError, match="bad.pt: weights do not fit"):
+        load_run(tmp_path / "bad.pt", CPU)
