@@ -123,3 +123,29 @@ def test_bad_weights_are_clear_errors(tmp_path, tower):
         load_text_tower("ViT-Q-99", str(nocfg))
     with pytest.raises(StaleError, match="not a pretrained tag"):
         load_text_tower("ViT-B-16", "no-such-tag")
+
+
+def test_random_weights_build_the_arch_shape_seeded_and_without_download():
+    import open_clip
+
+    from stale.text.prompt import PromptedTextEncoder, TextEncoderConfig, build_text_encoder
+
+    # ViT-S-16-alt has open_clip's smallest CLIP text tower (width 256, 10 layers, 4 heads):
+    # every size differs from the defaults, so the shape must come from the arch config
+    arch = "ViT-S-16-alt"
+    cfg = open_clip.get_model_config(arch)
+    a = load_text_tower(arch, "random", seed=5)
+    b = load_text_tower(arch, "random", seed=5)
+    c = load_text_tower(arch, "random", seed=6)
+    assert (a.spec.width, a.spec.layers, a.spec.heads, a.spec.embed_dim) == (
+        cfg["text_cfg"]["width"], cfg["text_cfg"]["layers"], cfg["text_cfg"]["heads"], cfg["embed_dim"])
+    assert a.spec.quick_gelu == bool(cfg.get("quick_gelu", False))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.transformer.resblocks[0].attn.in_proj_weight,
+                           c.transformer.resblocks[0].attn.in_proj_weight)
+    assert float(a.text_projection.detach().std()) > 0   # every parameter initialised, none left zero
+    assert load_text_tower("stale-test", "random", seed=1).spec == TEST_SPEC
+    enc = build_text_encoder(TextEncoderConfig(arch=arch, weights="random", context_length=4))
+    assert isinstance(enc, PromptedTextEncoder) and enc.embed_dim == cfg["embed_dim"]
+    with pytest.raises(StaleError, match="unknown text encoder arch"):
+        load_text_tower("no-such-arch", "random")

@@ -47,6 +47,8 @@ class TextEncoderConfig:
         weights (tag ``openai`` for open_clip archs, the seeded weights for ``stale-*``).
         OpenAI weights use QuickGELU, handled automatically for JIT archives and tags (for an
         open_clip-format file of OpenAI weights use arch ``ViT-B-16-quickgelu``).
+        ``"random"``: the arch's shape with seeded random weights, built in memory -- for
+        benchmarks and tests only (no language knowledge, so no zero-shot ability).
     context_length: number N̂ of learned context vectors (50, Table 8).
     class_position: ``middle`` (the paper's best, Table 8) or ``end``.
     ctx_init: ``None`` -> N(0, ctx_init_std) vectors; or a phrase (e.g. ``"a video of a"``)

@@ -36,6 +36,7 @@ from stale.text.tower import OFFLINE_SPEC, TEST_SPEC, ClipTextTower, TowerSpec, 
 
 OFFLINE_ARCH = "stale-offline"   # seeded random tower, created once and cached on disk
 TEST_ARCH = "stale-test"         # tiny seeded random tower built in memory (unit tests)
+RANDOM_WEIGHTS = "random"        # weights="random": an arch's shape, seeded random weights (benchmarks/tests)
 FORMAT = "stale-clip-text/1"
 _TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.",
                   "text_projection")
@@ -264,6 +265,31 @@ def save_tower(tower: ClipTextTower, path: str | os.PathLike) -> None:
     atomic_save(path, lambda p: torch.save(tower.state_dict(), p))
 
 
+# ----------------------------------------------------------------------------- random towers
+
+def random_arch_tower(arch: str, seed: int = 0) -> ClipTextTower:
+    """A text tower of ``arch``'s exact shape (any open_clip CLIP arch, or ``stale-offline`` /
+    ``stale-test``) with seeded random weights, built in memory without any download.
+
+    FOR BENCHMARKS AND TESTS ONLY: it has the cost (parameters, FLOPs, memory) of the real
+    tower but none of its knowledge, so a model trained with it is not zero-shot capable.
+    """
+    if arch == TEST_ARCH:
+        return build_random_tower(TEST_SPEC, seed)
+    if arch == OFFLINE_ARCH:
+        return build_random_tower(OFFLINE_SPEC, seed)
+    cfg = _arch_cfg(arch)
+    text_cfg = cfg["text_cfg"]
+    width = int(text_cfg.get("width", 512))
+    spec = TowerSpec(width=width, layers=int(text_cfg.get("layers", 12)),
+                     heads=int(text_cfg.get("heads", 8)), embed_dim=int(cfg["embed_dim"]),
+                     context_length=int(text_cfg.get("context_length", 77)),
+                     vocab_size=int(text_cfg.get("vocab_size", 49408)),
+                     mlp_ratio=float(text_cfg.get("mlp_ratio", 4.0)),
+                     quick_gelu=bool(cfg.get("quick_gelu", False)))
+    return build_random_tower(spec, seed)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def load_text_tower(arch: str = OFFLINE_ARCH, weights: str | os.PathLike | None = None,
@@ -274,8 +300,12 @@ def load_text_tower(arch: str = OFFLINE_ARCH, weights: str | os.PathLike | None 
     * ``arch="stale-test"``, ``weights=None``: a tiny seeded random tower, in memory;
     * another ``arch`` with ``weights=None``: its OpenAI weights (tag ``"openai"``);
     * ``weights`` an existing file: :func:`load_checkpoint_file` (``arch`` as fallback config);
-    * ``weights`` a tag such as ``"openai"``: open_clip pretrained weights for ``arch``.
+    * ``weights`` a tag such as ``"openai"``: open_clip pretrained weights for ``arch``;
+    * ``weights="random"``: ``arch``'s shape with seeded random weights (:func:`random_arch_tower`).
+      For benchmarks and tests only: such a tower knows nothing about language.
     """
+    if weights is not None and str(weights) == RANDOM_WEIGHTS:
+        return random_arch_tower(arch, seed)
     if arch == TEST_ARCH and weights is None:
         return build_random_tower(TEST_SPEC, seed)
     if arch == OFFLINE_ARCH and weights is None:

@@ -1,0 +1,349 @@
+"""Speed and memory of STALE training steps and of the full prediction path (synthetic inputs).
+
+Usage::
+
+    python benchmarks/bench_model.py                    # CPU, ActivityNet paper configuration
+    python benchmarks/bench_model.py --quick            # small sizes, a smoke check (~1 min)
+    python benchmarks/bench_model.py --device cuda      # GPU rows (bf16 autocast)
+    python benchmarks/bench_model.py --threads 2 --steps 3
+
+Every configuration runs in a fresh child process (``--child``) so that its peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own. The model is built from
+``configs/activitynet_clip_75_25.yaml`` with ``text.weights=random`` (the ViT-B/16 text tower's
+exact shape with seeded random weights: cost without knowledge) plus the case's overrides.
+
+* **train**: one batch of random features (B, T, 512) with realistic targets (random
+  ActivityNet-like segments -> :func:`stale.labels.assign_labels`), trained with
+  ``engine.Trainer.train_epoch`` on exactly one batch, i.e. the real code path: indexing the
+  batch, forward (bf16 autocast on CUDA), STALELoss, backward, grad clipping, Adam step.
+  One warm-up step, then the median of ``--steps`` steps.
+* **infer**: ``stale.inference.predict_videos`` on one batch (eval mode, cached text features,
+  softmax/sigmoid, ``stale.postprocess.postprocess``, ``to_results``), with ``theta_c = 0`` so
+  that every video yields the full ``top_k`` candidates as a trained (confident) model does; a
+  random model's flat class probabilities would otherwise fall below 0.1 and skip the
+  postprocessing work. One warm-up call (it also fills the text cache), then the median.
+
+Class names are the 200 ActivityNet classes of the packaged annotations: the first ``K`` are
+used for training, the last ``K`` for inference. Numbers come from random weights and synthetic
+inputs: they measure cost, not accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_CONFIG = ROOT / "configs" / "activitynet_clip_75_25.yaml"
+_MARK = "BENCH_RESULT "
+
+
+@dataclass
+class Case:
+    """One measured configuration.
+
+    kind: ``train`` (ms per step) or ``infer`` (videos per second).
+    classes: K named classes (train: the first K ActivityNet names, infer: the last K).
+    overrides: extra ``key.sub=value`` settings applied to the paper config.
+    steps: measured steps/calls after one warm-up; the median is reported.
+    """
+
+    name: str
+    kind: str
+    batch: int = 100
+    snippets: int = 100
+    classes: int = 150
+    arch: str = "ViT-B-16"
+    context_length: int = 50
+    finetune: bool = True
+    steps: int = 3
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+
+    def config_overrides(self) -> list[str]:
+        return [f"text.arch={self.arch}", "text.weights=random",
+                f"text.context_length={self.context_length}",
+                f"text.finetune={'true' if self.finetune else 'false'}",
+                f"data.num_snippets={self.snippets}", f"train.batch_size={self.batch}",
+                f"train.device={self.device}", "train.progress=false", f"train.seed={self.seed}",
+                *self.overrides]
+
+
+def paper_cases(device: str = "cpu", threads: int | None = None, steps: int = 3,
+                quick: bool = False, arch: str | None = None) -> list[Case]:
+    """The issue's configurations: fine-tuned and frozen text tower, plus inference.
+
+    ``quick`` shrinks everything (batch 8, T 32, 20/10 classes, the small ``stale-offline``
+    tower shape) for a smoke check of the script itself. ``arch`` replaces the text tower's
+    shape (e.g. ``stale-test`` to see the cost of the model without CLIP's text transformer).
+    """
+    size = (dict(batch=8, snippets=32, arch="stale-offline") if quick else {})
+    if arch is not None:
+        size["arch"] = arch
+    n_train, n_test = (20, 10) if quick else (150, 50)
+    common = dict(device=device, threads=threads, steps=steps, **size)
+    return [
+        Case("train, text fine-tuned", "train", classes=n_train, finetune=True, **common),
+        Case("train, text frozen", "train", classes=n_train, finetune=False, **common),
+        Case("predict", "infer", classes=n_test, **{**common, "steps": max(steps, 5)}),
+    ]
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def activitynet_class_names() -> list[str]:
+    """The 200 ActivityNet v1.3 class names of the packaged annotations (sorted)."""
+    from stale.data.annotations import load_annotations
+    from stale.data.resources import annotations_path
+
+    return load_annotations(annotations_path("activitynet")).classes()
+
+
+def synthetic_targets(batch: int, num_classes: int, snippets: int, rng: np.random.Generator):
+    """Targets of ``batch`` videos with ActivityNet-like random segments (one class per video,
+    1-3 instances covering 2-90% of a 30-240 s video), through the real label assignment.
+    Returns ``(targets dict of torch tensors, durations (batch,) numpy)``."""
+    from stale.labels import assign_labels, collate_targets
+
+    items, durations = [], rng.uniform(30.0, 240.0, batch)
+    for b in range(batch):   # setup, not timed: the label code takes one video at a time
+        n = int(rng.integers(1, 4))
+        length = durations[b] * np.exp(rng.uniform(np.log(0.02), np.log(0.9), n))
+        start = rng.uniform(0.0, durations[b] - length)
+        cls = np.full(n, rng.integers(0, num_classes))
+        items.append(assign_labels(durations[b], start, start + length, cls, num_classes,
+                                   snippets, video_id=f"bench_{b}"))
+    return collate_targets(items), durations
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, steps: int) -> list[float]:
+    """Seconds of ``steps`` calls of ``fn`` after one warm-up call, synchronised on CUDA."""
+    fn()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure_case(case: Case) -> dict:
+    """Build the model of ``case``, time it and return a result dict (see :func:`format_table`)."""
+    import torch
+
+    from stale.config import load_run_config
+    from stale.engine import Batches, Trainer, resolve_device, seed_everything
+    from stale.model.losses import STALELoss
+    from stale.training import build_model
+
+    import open_clip  # noqa: F401  (imported by the text tower anyway; counted in the baseline)
+
+    # the RSS of a process that has only imported torch + open_clip (CUDA libraries included)
+    import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    cfg = load_run_config(PAPER_CONFIG, case.config_overrides())
+    device = resolve_device(cfg.train.device)
+    seed_everything(case.seed)
+    names = activitynet_class_names()
+    if not 1 <= case.classes <= len(names):
+        raise ValueError(f"classes must be in [1, {len(names)}], got {case.classes}")
+    rng = np.random.default_rng(case.seed)
+    features = torch.randn(case.batch, case.snippets, cfg.model.input_dim)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_build = time.perf_counter()
+    model = build_model(cfg).to(device)
+    build_s = time.perf_counter() - t_build
+
+    extra: dict = {"load_avg_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if case.kind == "train":
+        classes = names[:case.classes]
+        targets, durations = synthetic_targets(case.batch, len(classes), case.snippets, rng)
+        targets["instance_masks"] = targets["instance_masks"].to(torch.uint8)  # as the pipeline
+        data = Batches({"features": features, **targets,
+                        "durations": torch.tensor(durations, dtype=torch.float64)})
+        with tempfile.TemporaryDirectory() as tmp:   # train_epoch writes nothing; Trainer wants a folder
+            trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, classes, Path(tmp), {},
+                              device, log=lambda *_: None)
+            epoch = iter(range(10**6))
+            losses: list[float] = []
+            # one train_epoch over exactly one batch == one optimiser step of the real loop
+            times = _timed(lambda: losses.append(trainer.train_epoch(data, next(epoch))["total"]),
+                           device, case.steps)
+        extra["loss_first_last"] = [losses[0], losses[-1]]
+        value, unit = 1000.0 * statistics.median(times), "ms/step"
+    elif case.kind == "infer":
+        from stale.data.annotations import Video
+        from stale.inference import LoadedRun, predict_videos
+
+        classes = names[-case.classes:]
+        cfg.inference.theta_c = 0.0
+        _, durations = synthetic_targets(case.batch, 1, case.snippets, rng)
+        videos = [Video(id=f"bench_{b}", subset="validation", duration=float(d), segments=[])
+                  for b, d in enumerate(durations)]
+        run = LoadedRun(cfg, model.eval(), {"train": [], "test": classes}, "<random weights>")
+        results: list[dict] = []
+        times = _timed(lambda: results.append(predict_videos(run, videos, features, classes,
+                                                             case.batch, device)),
+                       device, case.steps)
+        extra["detections_per_video"] = float(np.mean([len(v) for v in results[-1].values()]))
+        value, unit = case.batch / statistics.median(times), "videos/s"
+    else:
+        raise ValueError(f"unknown case kind {case.kind!r}")
+
+    return {
+        "case": asdict(case), "value": value, "unit": unit, "times_s": times,
+        "build_s": build_s, "device": str(device),
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "import_rss_mib": import_rss,
+        "gpu_peak_mib": (torch.cuda.max_memory_allocated(device) / 2**20
+                         if device.type == "cuda" else None),
+        "threads": torch.get_num_threads(), **extra,
+        "load_avg_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_case_isolated(case: Case, timeout: float | None = None) -> dict:
+    """:func:`measure_case` in a fresh Python process (so ru_maxrss is this case's own)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(case))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark case {case.name!r} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len(_MARK):])
+
+
+def run_cases(cases: list[Case], isolate: bool = True, say=print) -> list[dict]:
+    """Measure every case (each in its own process unless ``isolate=False``)."""
+    out = []
+    for case in cases:
+        say(f"measuring: {case.name} ({case.kind}, batch {case.batch}, T {case.snippets}, "
+            f"{case.classes} classes, {case.arch}, {case.device}) ...")
+        res = run_case_isolated(case) if isolate else measure_case(case)
+        say(f"  {res['value']:.1f} {res['unit']}, peak RSS {res['peak_rss_mib']:.0f} MiB")
+        out.append(res)
+    return out
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def environment() -> dict:
+    """Machine facts printed under the table."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
+           "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
+           "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "gpu": None}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def format_table(results: list[dict], env: dict) -> str:
+    """A Markdown table of ``results`` plus notes (date, machine, load, synthetic inputs)."""
+    rows = ["| config | device | batch | T | classes | text tower | trainable (M) | result "
+            "| steps | peak RSS (MiB) | GPU peak (MiB) | threads |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        c = r["case"]
+        tower = f"{c['arch']}, ctx {c['context_length']}"
+        gpu = f"{r['gpu_peak_mib']:.0f}" if r.get("gpu_peak_mib") is not None else "-"
+        val = f"{r['value']:.0f}" if r["value"] >= 100 else f"{r['value']:.1f}"
+        rows.append(f"| {c['name']} | {r['device']} | {c['batch']} | {c['snippets']} | "
+                    f"{c['classes']} | {tower} | {r['trainable_m']:.1f} | {val} {r['unit']} | "
+                    f"{len(r['times_s'])} | {r['peak_rss_mib']:.0f} | {gpu} | {r['threads']} |")
+    for r in results:   # GPU: the derived ActivityNet training times
+        if r["unit"] == "ms/step" and r["device"].startswith("cuda"):
+            step = r["value"] / 1000.0
+            rows.append(f"| {r['case']['name']}: ActivityNet epoch (10,000 videos = 100 steps) "
+                        f"| {r['device']} | | | | | | {100 * step:.1f} s; 15 epochs "
+                        f"{1500 * step / 60:.1f} min | derived | | | |")
+    load = env.get("load_avg")
+    per_case = "; ".join(f"{r['case']['name']} {r['load_avg_before'][0]:.2f} -> {r['load_avg_after'][0]:.2f}"
+                         for r in results if r.get("load_avg_before") and r.get("load_avg_after"))
+    notes = [
+        "",
+        f"Measured {env['date']} with `benchmarks/bench_model.py`; torch {env['torch']}, Python "
+        f"{env['python']}, CPU {env['cpu']} ({env['cores']} cores)"
+        + (f", GPU {env['gpu']}" if env.get("gpu") else "") + ".",
+        "Load average at the end of the run (1/5/15 min): "
+        + (" / ".join(f"{x:.2f}" for x in load) if load else "n/a") + "; 1-min load before -> "
+        f"after each case: {per_case or 'n/a'}.",
+        "Synthetic inputs (random features, random ActivityNet-like segments) and RANDOM weights "
+        "(text tower of the named arch's shape): cost only, not accuracy. Result = median over "
+        "`steps` after one warm-up; peak RSS = ru_maxrss of the case's own process, of which "
+        "importing torch + open_clip alone takes "
+        + ", ".join(sorted({f"{r['import_rss_mib']:.0f}" for r in results})) + " MiB.",
+    ]
+    return "\n".join(rows + notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--steps", type=int, default=3, help="measured training steps after warm-up (>= 1)")
+    p.add_argument("--only", choices=["train", "infer"], default=None, help="run one kind of case")
+    p.add_argument("--arch", default=None,
+                   help="text tower shape instead of ViT-B-16 (any open_clip arch, stale-offline, stale-test)")
+    p.add_argument("--json", default=None, help="also write the raw results to this file")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")   # random weights: nothing to download
+    if args.child is not None:
+        res = measure_case(Case(**json.loads(args.child)))
+        print(_MARK + json.dumps(res), flush=True)
+        return 0
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    cases = [c for c in paper_cases(args.device, args.threads, args.steps, args.quick, args.arch)
+             if args.only is None or c.kind == args.only]
+    results = run_cases(cases, isolate=True, say=lambda m: print(m, file=sys.stderr, flush=True))
+    table = format_table(results, environment())
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": environment(), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
