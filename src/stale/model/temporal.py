@@ -37,6 +37,12 @@ class TemporalConfig:
         heads; 2 layers x 8 heads (64 channels per head at width 512) is our choice.
     cnn_dilations / cnn_layers_per_dilation / cnn_kernel: the 1-D CNN ablation, (1, 3, 5) x 2.
     mstcn_stages / mstcn_layers: MS-TCN's defaults (4 stages of 10 dilated layers).
+    identity_init: start the encoder as (layer-normalised) identity: the input projection is
+        initialised to the identity (needs input_dim == width) and the output layers of every
+        residual branch (attention output, second FFN layer / 1x1 mix) to zero, so F_vis starts in
+        the feature space itself and training learns residuals. With CLIP image features, whose
+        space the CLIP text embeddings share, this keeps the vision-language alignment that
+        zero-shot transfer relies on instead of starting from a random projection.
     """
 
     kind: Literal["transformer", "cnn", "mstcn"] = "transformer"
@@ -49,6 +55,7 @@ class TemporalConfig:
     cnn_kernel: int = 3
     mstcn_stages: int = 4
     mstcn_layers: int = 10
+    identity_init: bool = False
 
     def validate(self) -> None:
         if self.num_layers < 1 or self.num_heads < 1 or self.ffn_mult < 1:
@@ -88,6 +95,12 @@ class TemporalEncoder(nn.Module):
                              f"temporal.num_heads {cfg.num_heads}")
         self.kind = cfg.kind
         self.input_proj = nn.Linear(input_dim, width)
+        if cfg.identity_init:
+            if input_dim != width:
+                raise StaleError(f"temporal.identity_init needs model.input_dim == model.width "
+                                 f"(got {input_dim} and {width})")
+            nn.init.eye_(self.input_proj.weight)
+            nn.init.zeros_(self.input_proj.bias)
         if cfg.kind == "transformer":
             layer = nn.TransformerEncoderLayer(
                 width, cfg.num_heads, dim_feedforward=cfg.ffn_mult * width,
@@ -103,6 +116,21 @@ class TemporalEncoder(nn.Module):
                     _DilatedResidual(width, 3, 2 ** layer, cfg.dropout)
                     for layer in range(cfg.mstcn_layers)])
                 for _ in range(cfg.mstcn_stages)])
+
+        if cfg.identity_init:
+            self._zero_residual_outputs()
+
+    def _zero_residual_outputs(self) -> None:
+        for mod in self.body.modules():
+            if isinstance(mod, nn.TransformerEncoderLayer):
+                last = [mod.self_attn.out_proj, mod.linear2]
+            elif isinstance(mod, _DilatedResidual):
+                last = [mod.mix]
+            else:
+                continue
+            for lin in last:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
     def forward(self, features: Tensor) -> Tensor:
         """``features`` (B, T, D) -> F_vis (B, T, C)."""

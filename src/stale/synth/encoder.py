@@ -7,7 +7,13 @@ seen classes.
 
     x̃ = (x - μ) / s                               (optional centring, see below)
     h = tanh(g · W1 x̃ + b1)       W1 ~ N(0, 1), b1 ~ N(0, bias_std²)      (H, E)
-    p = normalise(W2 h)            W2 ~ N(0, 1/H)                          (D, H)
+    kind "mlp":      p = normalise(W2 h)                 W2 ~ N(0, 1/H)   (D, H)
+    kind "aligned":  p = normalise(x̃ + γ · W2 h)         W2 ~ N(0, 1/H)   (E, H), needs D = E
+
+``aligned`` mimics CLIP, whose image and text embeddings share one space: the visual prototype is
+the (centred) text embedding itself, bent by a fixed random non-linear perturbation of relative
+size γ (``perturbation``). ``mlp`` maps to an unrelated space, which a detector must learn from the
+seen classes alone — with near-orthogonal class embeddings that does not transfer to unseen ones.
 
 ``μ`` is the mean embedding of the layout's whole class list and ``s`` the RMS norm of the centred
 embeddings. Random text towers (and real CLIP) give embeddings with a large shared component;
@@ -31,6 +37,8 @@ class VisualEncoderConfig:
     gain: float = 1.5  # g: pre-activation std for a unit-norm input; 1.5 makes tanh clearly non-linear
     bias_std: float = 0.5
     center_text: bool = True
+    kind: str = "mlp"  # "mlp" (unrelated space) or "aligned" (CLIP-like shared space, D = E)
+    perturbation: float = 0.5  # γ of the aligned kind
 
 
 class RandomVisualEncoder:
@@ -54,6 +62,11 @@ class RandomVisualEncoder:
         else:
             self.mu = np.zeros(self.text_dim)
             self.scale = float(np.sqrt((emb ** 2).sum(axis=1).mean()))
+        if cfg.kind not in ("mlp", "aligned"):
+            raise StaleError(f"synth encoder.kind must be 'mlp' or 'aligned', got {cfg.kind!r}")
+        if cfg.kind == "aligned" and self.dim != self.text_dim:
+            raise StaleError(f"synth encoder.kind 'aligned' puts features in the text space: dim must "
+                             f"equal the text embedding size {self.text_dim}, got {self.dim}")
         self.w1 = rng.standard_normal((cfg.hidden_dim, self.text_dim)) * cfg.gain
         self.b1 = rng.standard_normal(cfg.hidden_dim) * cfg.bias_std
         self.w2 = rng.standard_normal((self.dim, cfg.hidden_dim)) / np.sqrt(cfg.hidden_dim)
@@ -73,6 +86,9 @@ class RandomVisualEncoder:
         emb = np.asarray(embeddings, dtype=np.float64)
         if emb.ndim != 2 or emb.shape[1] != self.text_dim:
             raise StaleError(f"expected (N, {self.text_dim}) text embeddings, got shape {emb.shape}")
-        h = np.tanh(self.normalised_text(emb) @ self.w1.T + self.b1)
+        x = self.normalised_text(emb)
+        h = np.tanh(x @ self.w1.T + self.b1)
         p = h @ self.w2.T
+        if self.cfg.kind == "aligned":
+            p = x + self.cfg.perturbation * p
         return p / np.linalg.norm(p, axis=1, keepdims=True)

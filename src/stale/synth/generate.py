@@ -53,6 +53,10 @@ class SynthConfig:
         self.render.validate()
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
 def video_rng(seed: int, video_id: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(video_id.encode("utf-8"))]))
 
@@ -87,6 +91,7 @@ class SynthDataset:
             pseudo=self.encoder(self.encoder.random_text(n_pseudo, rng)),
             background=self.encoder(self.encoder.random_text(1, rng))[0],
             drift_basis=basis.T[: cfg.render.bg_drift_rank],
+            action_dir=_unit(np.random.default_rng(np.random.SeedSequence([cfg.seed, 3])).standard_normal(cfg.dim)),
         )
 
     def render(self, video: SourceVideo) -> Rendered:

@@ -36,12 +36,13 @@ class RenderConfig:
     bg_drift: float = 0.6  # δ
     bg_drift_timescale_s: float = 20.0  # τ
     bg_drift_rank: int = 16  # R
+    actionness: float = 0.0  # α_a, weight of the direction shared by all actions (class-agnostic cue)
 
     def validate(self) -> None:
         from stale.errors import StaleError
 
         for name in ("noise", "instance_variation", "boundary_softness", "distractor_rate",
-                     "pseudo_class_ratio", "bg_variation", "bg_context", "bg_drift"):
+                     "pseudo_class_ratio", "bg_variation", "bg_context", "bg_drift", "actionness"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise StaleError(f"synth knob {name} must be a finite number >= 0, got {value!r}")
@@ -52,12 +53,14 @@ class RenderConfig:
 @dataclass
 class SharedParts:
     """Dataset-wide random parts: (K, D) class prototypes, (P, D) pseudo-class prototypes,
-    (D,) background prototype, (R, D) orthonormal drift basis."""
+    (D,) background prototype, (R, D) orthonormal drift basis, (D,) unit "actionness" direction
+    shared by every action (annotated or distractor)."""
 
     prototypes: np.ndarray
     pseudo: np.ndarray
     background: np.ndarray
     drift_basis: np.ndarray
+    action_dir: np.ndarray | None = None
 
 
 @dataclass
@@ -135,6 +138,10 @@ def render_video(centres: np.ndarray, duration: float, seg_start: np.ndarray, se
     protos = np.concatenate([parts.prototypes[seg_class], parts.pseudo[d_class]]).astype(np.float32)
     inst = protos + cfg.instance_variation * _unit_noise(rng, protos.shape)
     inst /= np.maximum(np.linalg.norm(inst, axis=1, keepdims=True), 1e-12)
+    if cfg.actionness > 0 and parts.action_dir is not None:
+        # what all actions share whatever their class (people moving), unlike background
+        inst = inst + np.float32(cfg.actionness) * parts.action_dir.astype(np.float32)
+        inst /= np.linalg.norm(inst, axis=1, keepdims=True)
 
     w = trapezoid_weights(centres, np.concatenate([seg_start, d_start]),
                           np.concatenate([seg_end, d_end]), cfg.boundary_softness).astype(np.float32)
