@@ -169,11 +169,16 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dict:
                           {"version": "stale demo", "results": preds, "external_data": {"used": False},
                            "classes": unseen}, indent=None)
     plot_training_curves(histories, report / "training_curve.png")
-    with_gt = sorted((v for v in videos if v.segments), key=lambda v: (-len(v.segments), v.id))
+    # the most varied videos first (distinct unseen classes), then those with about 6 instances
+    with_gt = sorted((v for v in videos if v.segments),
+                     key=lambda v: (-len({s.label for s in v.segments}), abs(len(v.segments) - 6), v.id))
+    tl_dir = report / "timelines"
+    for old in tl_dir.glob("*.png") if tl_dir.is_dir() else ():
+        old.unlink()  # pictures of an earlier run of this demo folder
     for v in with_gt[: opts.timelines]:
         plot_timeline(v.id, v.duration, [{"segment": [s.start, s.end], "label": s.label} for s in v.segments],
                       {n: predictions[n].get(v.id, []) for n in ("STALE", CONTROL)},
-                      report / "timelines" / f"{v.id}.png", classes=unseen)
+                      tl_dir / f"{v.id}.png", top=8, classes=unseen)
     timings["total"] = time.perf_counter() - t_start
     metrics = {
         "data": "SYNTHETIC: semi-synthetic THUMOS14-layout benchmark (stale synth), not real video",

@@ -46,13 +46,27 @@ def resolve_protocol(cfg: StaleConfig, ann: AnnotationSet) -> Protocol:
     p = cfg.protocol
     all_classes = ann.classes()
     if p.kind == "closed_set":
-        return Protocol("closed_set", all_classes, all_classes, "closed-set")
+        return Protocol("closed_set", ann.classes(cfg.data.train_subset), ann.classes(cfg.data.test_subset),
+                        "closed-set")
     if p.seen_file is not None:
         split = read_split_files(p.seen_file, p.unseen_file)
-    else:
-        split = load_split(cfg.data.dataset, p.setting, p.split)
-    validate_split(split, all_classes)
-    return Protocol("zero_shot", list(split.seen), list(split.unseen), split.name)
+        validate_split(split, all_classes)
+        return Protocol("zero_shot", list(split.seen), list(split.unseen), split.name)
+    # a standard split names every class of its dataset; a subsample of the data may lack some
+    split = load_split(cfg.data.dataset, p.setting, p.split)
+    validate_split(split, list(split.seen) + list(split.unseen) +
+                   [c for c in all_classes if c not in set(split.seen) | set(split.unseen)])
+    in_train, in_test = set(ann.classes(cfg.data.train_subset)), set(ann.classes(cfg.data.test_subset))
+    seen = [c for c in split.seen if c in in_train]
+    unseen = [c for c in split.unseen if c in in_test]
+    absent = [c for c in (*split.seen, *split.unseen) if c not in set(seen) | set(unseen)]
+    if absent:
+        log.warning("split %s: %d classes have no segments in their subset of %s and are left out: %s",
+                    split.name, len(absent), cfg.data.annotation_path(), ", ".join(absent))
+    if not seen or not unseen:
+        raise StaleError(f"split {split.name}: no {'seen' if not seen else 'unseen'} class has segments "
+                         f"in {cfg.data.annotation_path()}")
+    return Protocol("zero_shot", seen, unseen, split.name)
 
 
 def train_test_sets(cfg: StaleConfig, ann: AnnotationSet, protocol: Protocol) -> tuple[AnnotationSet, AnnotationSet]:

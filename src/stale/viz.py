@@ -51,6 +51,24 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) ->
     return out
 
 
+def pack_lanes(segments: Sequence[Sequence[float]]) -> list[int]:
+    """Greedy interval packing: a lane index per segment so that segments in one lane do not
+    overlap (in order of start time; fewest lanes for intervals)."""
+    order = sorted(range(len(segments)), key=lambda i: segments[i][0])
+    lane_end: list[float] = []
+    lanes = [0] * len(segments)
+    for i in order:
+        s, e = segments[i]
+        for k, end in enumerate(lane_end):
+            if s >= end:
+                lanes[i], lane_end[k] = k, e
+                break
+        else:
+            lanes[i] = len(lane_end)
+            lane_end.append(e)
+    return lanes
+
+
 def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
                   predictions: Mapping[str, Sequence[dict]], out: str | Path, top: int = 5,
                   classes: Sequence[str] | None = None) -> Path:
@@ -70,19 +88,20 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
     rows = [("ground truth", [dict(g, score=None) for g in ground_truth])]
     rows += [(m, sorted(ps, key=lambda p: -p["score"])[:top]) for m, ps in predictions.items()]
-    height = 0.6 + 0.55 * sum(max(1, len(items)) for _, items in rows)
-    fig, ax = plt.subplots(figsize=(10, height), dpi=110)
+    packed = [(name, items, pack_lanes([it["segment"] for it in items])) for name, items in rows]
+    height = 1.2 + 0.45 * sum(max([1, *[ln + 1 for ln in lanes]]) for _, _, lanes in packed)
+    fig, ax = plt.subplots(figsize=(11, height), dpi=110)
     y, ticks, labels = 0.0, [], []
-    for name, items in rows:
-        band = max(1, len(items))
+    for name, items, lanes in packed:
+        band = max([1, *[ln + 1 for ln in lanes]])
         ticks.append(y + band / 2 - 0.5)
         labels.append(name)
-        for j, it in enumerate(items):
+        for it, lane in zip(items, lanes):
             s, e = it["segment"]
-            ax.barh(y + j, max(e - s, duration * 0.002), left=s, height=0.8,
+            ax.barh(y + lane, max(e - s, duration * 0.002), left=s, height=0.8,
                     color=colors.get(it["label"], "0.5"), edgecolor="black", lw=0.5)
-            text = it["label"] if it["score"] is None else f"{it['label']} {it['score']:.2f}"
-            ax.text(s, y + j, " " + text, va="center", ha="left", fontsize=7)
+            if it["score"] is not None:
+                ax.text(s, y + lane, f" {it['score']:.2f}", va="center", ha="left", fontsize=7)
         y += band + 0.6
         ax.axhline(y - 0.8, color="0.8", lw=0.8)
     ax.set_yticks(ticks)
@@ -90,9 +109,11 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     ax.invert_yaxis()
     ax.set_xlim(0, duration)
     ax.set_xlabel("time (s)")
-    ax.set_title(f"{video_id} ({duration:.0f} s): ground truth and top-{top} detections")
+    ax.set_title(f"{video_id} ({duration:.0f} s): ground truth and top-{top} detections "
+                 "(colour = class, number = score)", fontsize=9)
     ax.legend(handles=[Patch(color=colors[c], label=c) for c in names if c in colors],
-              fontsize=7, loc="upper right", ncol=min(len(names), 5))
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 4 / height),
+              ncol=min(len(names), 6), frameon=False)
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
