@@ -20,6 +20,18 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, out: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically and release it."""
+    from stale.io import atomic_path
+
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     """Records of a run's ``metrics.jsonl`` (one JSON object per epoch)."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -27,8 +39,6 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) -> Path:
     """Total training (solid) and held-out (dashed) loss per epoch for each named run -> PNG."""
-    from stale.io import atomic_path
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for i, (name, hist) in enumerate(runs.items()):
@@ -43,12 +53,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) ->
     ax.set_title("STALE training (seen classes only)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def pack_lanes(segments: Sequence[Sequence[float]]) -> list[int]:
@@ -79,8 +84,6 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     ActivityNet result items ``[{"segment", "label", "score"}]``.
     """
     from matplotlib.patches import Patch
-
-    from stale.io import atomic_path
 
     plt = _plt()
     names = list(classes) if classes else sorted({g["label"] for g in ground_truth} |
@@ -114,9 +117,4 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     ax.legend(handles=[Patch(color=colors[c], label=c) for c in names if c in colors],
               fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 4 / height),
               ncol=min(len(names), 6), frameon=False)
-    fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
