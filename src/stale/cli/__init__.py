@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "splits": "splits",
     "text-embed": "text_embed",
+    "extract": "extract",
     "synth": "synth",
     "train": "train",
     "predict": "predict",

@@ -1,0 +1,60 @@
+"""``stale extract VIDEO_OR_DIR... --out DIR``: CLIP image features of your own videos.
+
+Writes ``<prefix><stem>.npy`` (T, C) per video, ``extract_meta.json`` and a ``videos.json``
+annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.extract` and
+docs/extract.md.
+"""
+
+from __future__ import annotations
+
+HELP = "extract CLIP image features from video files (-> per-video .npy + videos.json for predict)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
+                        help="video files, or folders whose video files are all taken")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--weights", default=None,
+                        help="CLIP checkpoint file (open_clip state dict, .safetensors, OpenAI JIT .pt), "
+                             "open_clip tag (default: openai; needs a download unless cached), or "
+                             "'random' (seeded random weights: TESTS/BENCHMARKS ONLY)")
+    parser.add_argument("--arch", default="ViT-B-16",
+                        help="open_clip architecture (default %(default)s; ViT-B-16-quickgelu for "
+                             "OpenAI state dicts without a config)")
+    parser.add_argument("--clip-frames", type=int, default=16, help="frames per clip (default %(default)s)")
+    parser.add_argument("--stride", type=int, default=16, help="frames between clip starts (default %(default)s)")
+    parser.add_argument("--frames-per-clip", type=int, default=1,
+                        help="evenly spaced frames encoded and averaged per clip (default 1: centre frame)")
+    parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default %(default)s)")
+    parser.add_argument("--device", default="auto", help="torch device (default: cuda if available)")
+    parser.add_argument("--prefix", default="", help='feature file-name prefix, e.g. "v_" (default none)')
+    parser.add_argument("--overwrite", action="store_true", help="re-extract videos that already have features")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable videos (counted in the summary and meta) instead of failing")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    import logging
+    import sys
+
+    from stale.engine import resolve_device
+    from stale.extract import ExtractConfig, extract_videos, load_image_encoder
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = ExtractConfig(arch=args.arch, weights=args.weights, clip_frames=args.clip_frames,
+                        stride=args.stride, frames_per_clip=args.frames_per_clip,
+                        batch_size=args.batch_size, device=str(resolve_device(args.device)),
+                        prefix=args.prefix, overwrite=args.overwrite, skip_bad=args.skip_bad,
+                        seed=args.seed, progress=not args.no_progress)
+    cfg.validate()
+    encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
+    if encoder.random:
+        print(f"WARNING: image encoder {encoder.description}. These features carry no visual "
+              f"meaning; use them for tests and benchmarks only.", file=sys.stderr)
+    summary = extract_videos(args.inputs, args.out, cfg, encoder)
+    print(f"{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
+    for path, reason in summary.bad.items():
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    return 0
