@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from stale.data.timeline import NativeTimeline
 from stale.errors import StaleError
 from stale.io import atomic_save, atomic_write_json
-from stale.text.weights import RANDOM_WEIGHTS, _pretrained_file, _sidecar, read_state_dict
+from stale.text.weights import RANDOM_WEIGHTS, pretrained_file, sidecar_config, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _from_file(path: Path, arch: str, quick_gelu: bool | None, preprocess: dict)
         except Exception as exc:  # a JIT archive that is not a CLIP model
             raise StaleError(f"{path}: not an OpenAI CLIP archive ({type(exc).__name__}: {exc})") from None
         return _encoder(tower, preprocess, f"{path} (OpenAI JIT archive)")
-    cfg = _sidecar(path) or _arch_cfg(arch)
+    cfg = sidecar_config(path) or _arch_cfg(arch)
     vision_cfg = _vision_cfg_dict(cfg, str(path))
     act = bool(cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
     tower = _build_tower(cfg["embed_dim"], vision_cfg, act)
@@ -216,7 +216,7 @@ def load_image_encoder(arch: str = "ViT-B-16", weights: str | os.PathLike | None
         raise StaleError(f"image encoder weights: file not found: {weights}")
     _arch_cfg(arch)
     try:
-        file, quick = _pretrained_file(arch, weights)
+        file, quick = pretrained_file(arch, weights)
     except StaleError as exc:  # the shared helper speaks of the text encoder
         raise StaleError(str(exc).replace("text encoder weights", "CLIP weights")
                          .replace(", or use arch 'stale-offline' (seeded random tower)", "")) from None

@@ -66,3 +66,50 @@ def test_too_long_input_is_a_stale_error(tower):
 
     with pytest.raises(StaleError, match="context length"):
         tower.encode_embeddings(torch.zeros(1, 78, TEST_SPEC.width), torch.tensor([77]))
+
+
+def _tower_grads(tower, x, eos):
+    tower.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    out = tower.encode_embeddings(x, eos)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    return out.detach(), x.grad, {n: p.grad.clone() for n, p in tower.named_parameters()
+                                  if p.grad is not None}
+
+
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
+    tower = build_random_tower(TEST_SPEC, seed=4).train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 9, TEST_SPEC.width, generator=gen)
+    eos = torch.tensor([8, 3, 5, 8, 1])
+    tower.grad_checkpointing = False
+    out0, gx0, gp0 = _tower_grads(tower, x, eos)
+    tower.grad_checkpointing = True
+    calls = []
+    for blk in tower.transformer.resblocks:   # counts calls, recomputation included
+        blk.forward = (lambda f: lambda *a, **k: (calls.append(1), f(*a, **k))[1])(blk.forward)
+    out1, gx1, gp1 = _tower_grads(tower, x, eos)
+    # each block ran twice: once forward, once recomputed in backward -> checkpointing was active
+    assert len(calls) == 2 * TEST_SPEC.layers
+    torch.testing.assert_close(out1, out0, rtol=0, atol=0)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-6, atol=1e-7)
+    assert gp0.keys() == gp1.keys() and any(k.startswith("transformer.") for k in gp0)
+    for k in gp0:
+        torch.testing.assert_close(gp1[k], gp0[k], rtol=1e-6, atol=1e-7, msg=k)
+    # no graph recorded (inference): no recomputation, same values
+    calls.clear()
+    with torch.no_grad():
+        torch.testing.assert_close(tower.encode_embeddings(x, eos), out0, rtol=0, atol=0)
+    assert len(calls) == TEST_SPEC.layers
+    assert tower.state_dict().keys() == build_random_tower(TEST_SPEC).state_dict().keys()
+
+
+def test_text_config_switches_checkpointing():
+    from stale.text.prompt import PromptedTextEncoder, TextEncoderConfig
+
+    assert TextEncoderConfig().grad_checkpointing  # on by default
+    on = PromptedTextEncoder(build_random_tower(TEST_SPEC), TextEncoderConfig(context_length=2))
+    off = PromptedTextEncoder(build_random_tower(TEST_SPEC),
+                              TextEncoderConfig(context_length=2, grad_checkpointing=False))
+    assert on.tower.grad_checkpointing and not off.tower.grad_checkpointing
+    torch.testing.assert_close(on(["a", "b"]), off(["a", "b"]), rtol=0, atol=0)

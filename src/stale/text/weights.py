@@ -106,7 +106,7 @@ def text_state_dict(state: dict[str, torch.Tensor], where: str) -> dict[str, tor
     return out
 
 
-def _sidecar(path: Path) -> dict | None:
+def sidecar_config(path: Path) -> dict | None:
     for cand in (path.with_suffix(".json"), path.parent / "open_clip_config.json"):
         if cand.is_file():
             try:
@@ -172,7 +172,7 @@ def load_checkpoint_file(path: str | os.PathLike, arch: str | None = None,
     state, openai_jit = read_state_dict(path)
     sd = text_state_dict(state, str(path))
     del state  # drop the vision tower's tensors right away
-    cfg = _sidecar(path)
+    cfg = sidecar_config(path)
     if cfg is None and not openai_jit:
         cfg = _arch_cfg(arch)
     spec = _spec_from_state(sd, cfg, openai_jit, quick_gelu, str(path))
@@ -188,7 +188,7 @@ def load_checkpoint_file(path: str | os.PathLike, arch: str | None = None,
 
 # ----------------------------------------------------------------------------- tags
 
-def _pretrained_file(arch: str, tag: str) -> tuple[str, bool | None]:
+def pretrained_file(arch: str, tag: str) -> tuple[str, bool | None]:
     """Path of the weights for an open_clip pretrained tag, downloading unless offline."""
     import open_clip
     from open_clip.pretrained import download_pretrained, get_pretrained_cfg
@@ -322,7 +322,7 @@ def load_text_tower(arch: str = OFFLINE_ARCH, weights: str | os.PathLike | None 
         raise StaleError(f"weights {weights!r} is a pretrained tag, which needs an open_clip arch "
                          f"(e.g. ViT-B-16), not {arch!r}")
     _arch_cfg(arch)
-    path, quick = _pretrained_file(arch, weights)
+    path, quick = pretrained_file(arch, weights)
     if quick is not None and quick != bool(_arch_cfg(arch).get("quick_gelu", False)):
         warnings.warn(f"{arch}/{weights} was trained with quick_gelu={quick}; using that", stacklevel=2)
     return load_checkpoint_file(path, arch, quick_gelu=quick)
