@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_model.py --quick            # small sizes, a smoke check (~1 min)
     python benchmarks/bench_model.py --device cuda      # GPU rows (bf16 autocast)
     python benchmarks/bench_model.py --threads 2 --steps 3
+    python benchmarks/bench_model.py --micro-batch 0 --no-checkpointing   # the memory-hungry path
 
 Every configuration runs in a fresh child process (``--child``) so that its peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own. The model is built from
@@ -16,7 +17,9 @@ exact shape with seeded random weights: cost without knowledge) plus the case's 
   ActivityNet-like segments -> :func:`stale.labels.assign_labels`), trained with
   ``engine.Trainer.train_epoch`` on exactly one batch, i.e. the real code path: indexing the
   batch, forward (bf16 autocast on CUDA), STALELoss, backward, grad clipping, Adam step.
-  One warm-up step, then the median of ``--steps`` steps.
+  One warm-up step, then the median of ``--steps`` steps. ``micro_batch`` videos per
+  forward/backward (``train.micro_batch``, one text forward per step; 0/None = whole batch) and
+  ``grad_checkpointing`` (``text.grad_checkpointing``) are part of each case.
 * **infer**: ``stale.inference.predict_videos`` on one batch (eval mode, cached text features,
   softmax/sigmoid, ``stale.postprocess.postprocess``, ``to_results``), with ``theta_c = 0`` so
   that every video yields the full ``top_k`` candidates as a trained (confident) model does; a
@@ -59,6 +62,8 @@ class Case:
     classes: K named classes (train: the first K ActivityNet names, infer: the last K).
     overrides: extra ``key.sub=value`` settings applied to the paper config.
     steps: measured steps/calls after one warm-up; the median is reported.
+    micro_batch: ``train.micro_batch`` (videos per forward/backward; None = the whole batch).
+    grad_checkpointing: ``text.grad_checkpointing`` (recompute the text tower in backward).
     """
 
     name: str
@@ -73,6 +78,8 @@ class Case:
     device: str = "cpu"
     threads: int | None = None
     seed: int = 0
+    micro_batch: int | None = 10
+    grad_checkpointing: bool = True
     overrides: list[str] = field(default_factory=list)
 
     def config_overrides(self) -> list[str]:
@@ -81,11 +88,14 @@ class Case:
                 f"text.finetune={'true' if self.finetune else 'false'}",
                 f"data.num_snippets={self.snippets}", f"train.batch_size={self.batch}",
                 f"train.device={self.device}", "train.progress=false", f"train.seed={self.seed}",
+                f"train.micro_batch={'null' if not self.micro_batch else self.micro_batch}",
+                f"text.grad_checkpointing={'true' if self.grad_checkpointing else 'false'}",
                 *self.overrides]
 
 
 def paper_cases(device: str = "cpu", threads: int | None = None, steps: int = 3,
-                quick: bool = False, arch: str | None = None) -> list[Case]:
+                quick: bool = False, arch: str | None = None, micro_batch: int | None = 10,
+                grad_checkpointing: bool = True) -> list[Case]:
     """The issue's configurations: fine-tuned and frozen text tower, plus inference.
 
     ``quick`` shrinks everything (batch 8, T 32, 20/10 classes, the small ``stale-offline``
@@ -96,7 +106,8 @@ def paper_cases(device: str = "cpu", threads: int | None = None, steps: int = 3,
     if arch is not None:
         size["arch"] = arch
     n_train, n_test = (20, 10) if quick else (150, 50)
-    common = dict(device=device, threads=threads, steps=steps, **size)
+    common = dict(device=device, threads=threads, steps=steps, micro_batch=micro_batch or None,
+                  grad_checkpointing=grad_checkpointing, **size)
     return [
         Case("train, text fine-tuned", "train", classes=n_train, finetune=True, **common),
         Case("train, text frozen", "train", classes=n_train, finetune=False, **common),
@@ -277,22 +288,26 @@ def environment() -> dict:
 
 def format_table(results: list[dict], env: dict) -> str:
     """A Markdown table of ``results`` plus notes (date, machine, load, synthetic inputs)."""
-    rows = ["| config | device | batch | T | classes | text tower | trainable (M) | result "
-            "| steps | peak RSS (MiB) | GPU peak (MiB) | threads |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| config | device | batch | micro-batch | T | classes | text tower | trainable (M) "
+            "| result | steps | peak RSS (MiB) | GPU peak (MiB) | threads |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         c = r["case"]
         tower = f"{c['arch']}, ctx {c['context_length']}"
+        if c["kind"] == "train" and c.get("grad_checkpointing", True):
+            tower += ", ckpt"
+        micro = c.get("micro_batch") if c["kind"] == "train" else None
+        micro = str(min(micro, c["batch"])) if micro else ("-" if c["kind"] != "train" else "whole")
         gpu = f"{r['gpu_peak_mib']:.0f}" if r.get("gpu_peak_mib") is not None else "-"
         val = f"{r['value']:.0f}" if r["value"] >= 100 else f"{r['value']:.1f}"
-        rows.append(f"| {c['name']} | {r['device']} | {c['batch']} | {c['snippets']} | "
+        rows.append(f"| {c['name']} | {r['device']} | {c['batch']} | {micro} | {c['snippets']} | "
                     f"{c['classes']} | {tower} | {r['trainable_m']:.1f} | {val} {r['unit']} | "
                     f"{len(r['times_s'])} | {r['peak_rss_mib']:.0f} | {gpu} | {r['threads']} |")
     for r in results:   # GPU: the derived ActivityNet training times
         if r["unit"] == "ms/step" and r["device"].startswith("cuda"):
             step = r["value"] / 1000.0
             rows.append(f"| {r['case']['name']}: ActivityNet epoch (10,000 videos = 100 steps) "
-                        f"| {r['device']} | | | | | | {100 * step:.1f} s; 15 epochs "
+                        f"| {r['device']} | | | | | | | {100 * step:.1f} s; 15 epochs "
                         f"{1500 * step / 60:.1f} min | derived | | | |")
     load = env.get("load_avg")
     per_case = "; ".join(f"{r['case']['name']} {r['load_avg_before'][0]:.2f} -> {r['load_avg_after'][0]:.2f}"
@@ -305,6 +320,8 @@ def format_table(results: list[dict], env: dict) -> str:
         "Load average at the end of the run (1/5/15 min): "
         + (" / ".join(f"{x:.2f}" for x in load) if load else "n/a") + "; 1-min load before -> "
         f"after each case: {per_case or 'n/a'}.",
+        "micro-batch = videos per forward/backward inside a step (`train.micro_batch`, one text "
+        "forward per step); ckpt = text tower activation checkpointing (`text.grad_checkpointing`).",
         "Synthetic inputs (random features, random ActivityNet-like segments) and RANDOM weights "
         "(text tower of the named arch's shape): cost only, not accuracy. Result = median over "
         "`steps` after one warm-up; peak RSS = ru_maxrss of the case's own process, of which "
@@ -324,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["train", "infer"], default=None, help="run one kind of case")
     p.add_argument("--arch", default=None,
                    help="text tower shape instead of ViT-B-16 (any open_clip arch, stale-offline, stale-test)")
+    p.add_argument("--micro-batch", type=int, default=10,
+                   help="train.micro_batch of the training cases (default 10; 0 = the whole batch)")
+    p.add_argument("--no-checkpointing", action="store_true",
+                   help="text.grad_checkpointing=false (keep the text tower's activations)")
     p.add_argument("--json", default=None, help="also write the raw results to this file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -335,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    cases = [c for c in paper_cases(args.device, args.threads, args.steps, args.quick, args.arch)
+    if args.micro_batch < 0:
+        p.error("--micro-batch must be >= 0")
+    cases = [c for c in paper_cases(args.device, args.threads, args.steps, args.quick, args.arch,
+                                    args.micro_batch, not args.no_checkpointing)
              if args.only is None or c.kind == args.only]
     results = run_cases(cases, isolate=True, say=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_table(results, environment())

@@ -72,16 +72,24 @@ def test_optimizer_gives_text_tower_its_own_lr():
     assert [g["lr"] for g in same.param_groups] == [2e-4, 2e-4]
 
 
-@pytest.mark.parametrize("kw", [{"epochs": 0}, {"batch_size": 0}, {"val_fraction": 1.0}, {"val_fraction": -0.1}])
+@pytest.mark.parametrize("kw", [{"epochs": 0}, {"batch_size": 0}, {"val_fraction": 1.0}, {"val_fraction": -0.1},
+                                {"micro_batch": 0}])
 def test_train_config_validation(kw):
     with pytest.raises(StaleError):
         TrainConfig(**kw).validate()
 
 
-def test_comparable_ignores_only_epochs_and_progress():
+def test_comparable_ignores_only_epochs_progress_and_memory_settings():
     a = {"train": {"epochs": 4, "progress": True, "lr": 1e-3}, "model": {"width": 8}}
     assert _comparable(a) == _comparable({"train": {"epochs": 9, "progress": False, "lr": 1e-3},
                                           "model": {"width": 8}})
+    # micro-batching and checkpointing change memory, not results: a resume may change them
+    # (and a checkpoint written before they existed still resumes)
+    b = {"train": {**a["train"], "micro_batch": 4}, "model": {"width": 8},
+         "text": {"arch": "x", "grad_checkpointing": False}}
+    assert _comparable(b) == _comparable({**b, "train": {**a["train"], "micro_batch": None},
+                                          "text": {"arch": "x"}})
+    assert _comparable(b) != _comparable({**b, "text": {"arch": "y"}})
     assert _comparable(a) != _comparable({**a, "train": {**a["train"], "lr": 2e-3}})
     assert _comparable(a) != _comparable({**a, "model": {"width": 16}})
 
@@ -95,7 +103,8 @@ class _NaNLoss:
 def test_diverged_loss_is_a_stale_error(tmp_path):
     model = torch.nn.Module()
     model.lin = torch.nn.Linear(4, 3)
-    model.forward = lambda x, names, gt_fg=None: {"class_logits": model.lin(x)}
+    model.encode_text = lambda names: torch.zeros(len(names) + 1, 3)
+    model.forward = lambda x, names, gt_fg=None, text=None: {"class_logits": model.lin(x)}
     data = Batches({"features": torch.randn(6, 5, 4)})
     tr = Trainer(model, _NaNLoss(), TrainConfig(epochs=1, batch_size=4, progress=False), ["a", "b"],
                  tmp_path, {"config": {}, "classes": {}}, torch.device("cpu"), log=lambda *_: None)
@@ -182,3 +191,147 @@ def test_losses_fall_and_best_is_the_lowest_validation_loss(uninterrupted):
     vals = [r["val_total"] for r in hist]
     assert best["epoch"] == min(range(len(vals)), key=vals.__getitem__)
     assert best["best_val"] == min(vals)
+
+
+# -- micro-batching (one text forward/backward per step) ----------------------------------------
+
+MICRO_SET = ("text.finetune=true", "train.batch_size=6", "train.epochs=1")
+
+
+def _micro_setup(tiny_dataset, tiny_config, n_videos=6):
+    from stale.pipeline import build_batches, feature_store, load_run_annotations
+    from stale.training import build_model
+
+    cfg = _cfg(tiny_dataset, tiny_config, *MICRO_SET)
+    ann = load_run_annotations(cfg).subset("training")
+    videos = list(ann)[:n_videos]
+    classes = ann.classes()
+    data, _ = build_batches(videos, classes, feature_store(cfg), cfg, True)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    return cfg, model, classes, data
+
+
+def _trainer(cfg, model, classes, tmp_path, micro, dist=None):
+    import dataclasses
+
+    from stale.distributed import DistInfo
+    from stale.model.losses import STALELoss
+
+    tcfg = dataclasses.replace(cfg.train, micro_batch=micro)
+    return Trainer(model, STALELoss(cfg.model.loss), tcfg, classes, tmp_path, {}, torch.device("cpu"),
+                   dist or DistInfo(), log=lambda *_: None)
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_grads_close(got, want, name):
+    """float32 sums in another order: tolerance relative to the gradient tensor's scale."""
+    scale = float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * scale + 1e-9,
+                               msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("micro", [2, 4])
+def test_micro_batches_give_the_full_batch_gradient_and_update(tiny_dataset, tiny_config, tmp_path,
+                                                               micro):
+    import copy
+
+    cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
+    assert cfg.model.temporal.dropout == cfg.model.masking.dropout == 0.0
+    models = {m: copy.deepcopy(model) for m in (None, micro)}
+    calls = {m: 0 for m in models}
+    for m, net in models.items():
+        real = net.text_encoder.forward
+
+        def counted(names, _m=m, _real=real):
+            calls[_m] += 1
+            return _real(names)
+
+        net.text_encoder.forward = counted
+    trainers = {m: _trainer(cfg, net, classes, tmp_path, m) for m, net in models.items()}
+    idx = torch.arange(6)
+    losses = {m: tr.train_step(data, idx, "test") for m, tr in trainers.items()}
+    assert calls == {None: 1, micro: 1}   # one text forward per step, micro-batched or not
+    for k in losses[None]:
+        assert losses[micro][k] == pytest.approx(losses[None][k], rel=1e-5, abs=1e-7)
+    full, parts = _grads(models[None]), _grads(models[micro])
+    assert full.keys() == parts.keys()
+    # the text tower (fine-tuned) and the learned context got their gradient through the cache
+    assert any(k.startswith("text_encoder.tower.transformer.") for k in full)
+    assert full["text_encoder.ctx"].abs().sum() > 0
+    for k in full:
+        _assert_grads_close(parts[k], full[k], k)
+    # and a whole epoch step (clipping + optimiser) lands on the same weights. SGD, because
+    # Adam's first step g / (|g| + eps) turns the float noise of mathematically zero gradients
+    # (the attention key biases: softmax ignores a per-query constant) into lr-sized moves
+    models = {m: copy.deepcopy(model) for m in (None, micro)}
+    for m, net in models.items():
+        tr = _trainer(cfg, net, classes, tmp_path, m)
+        tr.optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        tr.train_epoch(data, 0)
+    a, b = models[None].state_dict(), models[micro].state_dict()
+    moved = [k for k in a if not torch.equal(a[k], model.state_dict()[k])]
+    assert any(k.startswith("text_encoder.tower.") for k in moved)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def _ddp_rank(rank, world, port, data_root, config, out):
+    """One gloo rank: a DDP micro-batched step on this rank's 3 videos; saves its gradients."""
+    import os
+    from pathlib import Path
+
+    from stale.distributed import init_distributed, shutdown_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    try:
+        cfg, model, classes, data = _micro_setup(Path(data_root), Path(config))
+        tr = _trainer(cfg, model, classes, Path(out), 2, info)
+        tr.train_step(data, torch.arange(3 * rank, 3 * rank + 3), "test")
+        torch.save(_grads(tr.module), Path(out) / f"grads{rank}.pt")
+    finally:
+        shutdown_distributed()
+
+
+def test_ddp_micro_batches_average_the_full_gradients(tiny_dataset, tiny_config, tmp_path):
+    """Two gloo ranks, 3 videos each, micro-batches of 2 (chunks 2 + 1): every rank ends with the
+    mean of the two shards' full-batch gradients, text tower included (its backward happens in
+    the synchronised pass)."""
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.start_processes(_ddp_rank, args=(2, port, str(tiny_dataset), str(tiny_config), str(tmp_path)),
+                             nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 90
+    try:
+        while not ctx.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("DDP ranks did not finish in 90 s (deadlock?)")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    got = [torch.load(tmp_path / f"grads{r}.pt") for r in range(2)]
+    cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
+    tr = _trainer(cfg, model, classes, tmp_path, None)
+    ref = []
+    for rank in range(2):
+        tr.train_step(data, torch.arange(3 * rank, 3 * rank + 3), "test")
+        ref.append(_grads(model))
+    assert got[0].keys() == got[1].keys() == ref[0].keys()
+    assert any(k.startswith("text_encoder.tower.transformer.") for k in ref[0])
+    for k in ref[0]:
+        mean = (ref[0][k] + ref[1][k]) / 2
+        torch.testing.assert_close(got[0][k], got[1][k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")
+        _assert_grads_close(got[0][k], mean, k)

@@ -4,6 +4,11 @@ One epoch visits the training videos in an order drawn from ``seed + epoch``, so
 batches do not depend on what happened before it; together with the RNG states stored in each
 checkpoint, this makes a run resumed from its last checkpoint end with exactly the weights of an
 uninterrupted run (on the CPU, where kernels are deterministic).
+
+One step encodes the K+1 class prompts once, then runs the batch's videos in micro-batches of
+``train.micro_batch`` (gradient accumulation with one text forward and one text backward per
+step, see :meth:`Trainer.train_step`): peak memory scales with the micro-batch, not the batch,
+and the update equals the full-batch one because every loss term is a mean over videos.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,6 +38,9 @@ class TrainConfig:
 
     epochs: int = 15
     batch_size: int = 16
+    # videos per forward/backward pass inside a step (gradient accumulation; same update as the
+    # whole batch, less memory); None = the whole batch at once
+    micro_batch: int | None = None
     lr: float = 1e-4
     text_lr: float | None = None  # learning rate of the text tower (None: same as lr)
     weight_decay: float = 0.0
@@ -45,6 +54,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise StaleError("train.epochs and train.batch_size must be >= 1")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise StaleError(f"train.micro_batch must be >= 1 or null, got {self.micro_batch}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise StaleError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -97,12 +108,19 @@ class Batches:
         return out
 
 
+# settings a resumed run may change: more epochs, the progress bar, and the memory-only ones
+# (micro-batching and checkpointing change how gradients are computed, not their value)
+_RESUME_MAY_CHANGE = {"train": ("epochs", "progress", "micro_batch"), "text": ("grad_checkpointing",)}
+
+
 def _comparable(config: dict | None) -> dict | None:
-    """A run config without the settings a resumed run may change (more epochs, progress bar)."""
+    """A run config without the settings a resumed run may change (see ``_RESUME_MAY_CHANGE``)."""
     if not isinstance(config, dict):
         return config
-    train = {k: v for k, v in config.get("train", {}).items() if k not in ("epochs", "progress")}
-    return {**config, "train": train}
+    out = dict(config)
+    for section, keys in _RESUME_MAY_CHANGE.items():
+        out[section] = {k: v for k, v in (config.get(section) or {}).items() if k not in keys}
+    return out
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -140,7 +158,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 @dataclass
 class Trainer:
-    """Runs epochs of training and writes ``last.pt``, ``best.pt`` and ``metrics.jsonl``."""
+    """Runs epochs of training and writes ``last.pt``, ``best.pt`` and ``metrics.jsonl``.
+
+    ``model`` follows :class:`stale.model.stale.STALE`: ``encode_text(class_names) -> (K+1, C)``
+    and ``forward(features, class_names, gt_fg=None, text=None) -> dict``.
+    """
 
     model: nn.Module
     loss_fn: Callable[[dict, dict], dict[str, torch.Tensor]]
@@ -192,12 +214,57 @@ class Trainer:
         self.log(f"resumed from {path} at epoch {self.start_epoch}/{self.cfg.epochs}")
 
     # -- steps -----------------------------------------------------------------------------
-    def _forward_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _autocast(self):
         use_amp = self.cfg.amp and self.device.type == "cuda"
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.model(batch["features"], self.class_names, gt_fg=batch.get("fg_mask"))
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    def _forward_loss(self, batch: dict[str, torch.Tensor],
+                      text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        with self._autocast():
+            out = self.model(batch["features"], self.class_names, gt_fg=batch.get("fg_mask"),
+                             text=text)
         out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
         return self.loss_fn(out, batch)
+
+    def train_step(self, data: Batches, idx: torch.Tensor, where: str) -> dict[str, float]:
+        """Gradients of the batch ``idx`` (N,) into ``.grad`` (zeroed first); returns its loss terms.
+
+        The text features are computed once, ``text`` (K+1, C) with graph. Every micro-batch but
+        the last runs against a detached copy ``leaf`` whose ``.grad`` sums their text gradient;
+        the last runs against ``text`` itself and adds ``<text, leaf.grad>`` to its loss, so one
+        backward carries all micro-batches' text gradient through the text encoder. Under DDP
+        the other micro-batches run in ``no_sync()`` and that last backward -- text encoder
+        included -- is the one synchronised pass. Each micro-batch loss is weighted by its share
+        of the batch: with per-video-mean losses the sum is exactly the full-batch loss.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        n = len(idx)
+        size = min(self.cfg.micro_batch or n, n)
+        with self._autocast():
+            text = self.module.encode_text(self.class_names)
+        # float32: the leaf's gradient is accumulated over micro-batches
+        text = text.float()
+        leaf = text.detach().requires_grad_(text.requires_grad)
+        sums: dict[str, float] = {}
+        for start in range(0, n, size):
+            last = start + size >= n
+            chunk = data.take(idx[start:start + size], self.device)
+            share = len(chunk["features"]) / n
+            sync = nullcontext() if last or not self.dist.enabled else self.model.no_sync()
+            with sync:
+                losses = self._forward_loss(chunk, text if last else leaf)
+                total = losses["total"]
+                if not torch.isfinite(total):
+                    terms = {k: float(v.detach()) for k, v in losses.items()}
+                    raise StaleError(f"training diverged: loss is {total.item()} {where} "
+                                     f"(terms: {terms})")
+                weighted = total * share
+                if last and leaf.grad is not None:
+                    weighted = weighted + (text * leaf.grad).sum()
+                weighted.backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * share
+        return sums
 
     def train_epoch(self, data: Batches, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -212,29 +279,25 @@ class Trainer:
 
             bar = tqdm(bar, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False, dynamic_ncols=True)
         for step in bar:
-            batch = data.take(order[step * bs:(step + 1) * bs], self.device)
-            losses = self._forward_loss(batch)
-            total = losses["total"]
-            if not torch.isfinite(total):
-                terms = {k: float(v.detach()) for k, v in losses.items()}
-                raise StaleError(f"training diverged: loss is {total.item()} at epoch {epoch + 1}, "
-                                 f"step {step + 1} (terms: {terms})")
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            losses = self.train_step(data, order[step * bs:(step + 1) * bs],
+                                     f"at epoch {epoch + 1}, step {step + 1}")
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
+            # free the gradients now rather than during the next forward (peak memory)
+            self.optimizer.zero_grad(set_to_none=True)
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums.get(k, 0.0) + v
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
+                bar.set_postfix(loss=f"{losses['total']:.4f}")
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         return {k: float(all_reduce_mean(torch.tensor(v), self.dist)) for k, v in means.items()}
 
     @torch.no_grad()
     def evaluate_loss(self, data: Batches) -> dict[str, float]:
         self.model.eval()
-        bs = self.cfg.batch_size
+        # no graph is kept, but micro-batches still bound the activations' size; same means
+        bs = min(self.cfg.micro_batch or self.cfg.batch_size, self.cfg.batch_size)
         sums: dict[str, float] = {}
         n = len(data)
         for start in range(0, n, bs):

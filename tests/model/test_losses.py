@@ -49,6 +49,23 @@ def test_mask_loss_hand_computed():
     assert got == pytest.approx(bce + 0.4 * d, rel=1e-5)
 
 
+def test_mask_loss_is_a_mean_of_per_video_losses():
+    # video 0 as in the hand-computed test; video 1 has a different fg/bg balance; video 2 none
+    x = torch.randn(3, 3, 3, generator=torch.Generator().manual_seed(0))
+    g = torch.zeros(3, 3, 3)
+    g[0, 0, 0] = g[0, 1, :2] = 1
+    g[1, 2] = 1                     # row 2 of video 1 is all foreground: n_bg = 0 in that video
+    fg = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    per_video = [mask_loss(x[i:i + 1], g[i:i + 1], fg[i:i + 1]) for i in range(2)]
+    got = mask_loss(x, g, fg)
+    assert got.item() == pytest.approx((per_video[0] + per_video[1]).item() / 3, rel=1e-6)
+    # a batch-pooled balance would weigh video 1's 3 foreground entries against video 0's 3
+    # foreground / 3 background entries together, giving a different value
+    sp_bg = ((1 - g[:2]) * fg[:2, :, None] * torch.nn.functional.softplus(x[:2])).sum() / 3
+    sp_fg = (g[:2] * fg[:2, :, None] * torch.nn.functional.softplus(-x[:2])).sum() / 6
+    assert abs(got.item() - (sp_fg + sp_bg).item()) > 1e-3
+
+
 def test_mask_loss_perfect_prediction_is_near_zero():
     g = torch.tensor([[[1.0, 1.0, 0.0, 0.0]] * 4])
     x = (g * 2 - 1) * 30
@@ -77,14 +94,15 @@ def test_consistency_loss_hand_computed():
     got = consistency_loss(cls, m, fc, fm, topk=10, class_threshold=0.1, mask_threshold=0.5)
     a = fc[0, :2].mean(0)
     b = fm[0, 2:].mean(0)
-    expect = 1 - torch.dot(a, b) / (a.norm() * b.norm())
+    # mean over both videos; the skipped video 1 contributes 0
+    expect = (1 - torch.dot(a, b) / (a.norm() * b.norm())) / 2
     assert got.item() == pytest.approx(expect.item(), rel=1e-5)
     # top-k keeps only the most confident snippet
     cls[0, 0, 0] = 5.0
     got1 = consistency_loss(cls, m, fc, fm, topk=1)
     b1 = fm[0, 2] if m[0, 2, 2] >= m[0, 3, 3] else fm[0, 3]
     a1 = fc[0, 1]
-    expect1 = 1 - torch.dot(a1, b1) / (a1.norm() * b1.norm())
+    expect1 = (1 - torch.dot(a1, b1) / (a1.norm() * b1.norm())) / 2
     assert got1.item() == pytest.approx(expect1.item(), rel=1e-5)
 
 
@@ -140,3 +158,38 @@ def test_comp_skipped_without_learned_mask_and_shape_errors():
     del tg["fg_mask"]
     with pytest.raises(StaleError, match="missing"):
         STALELoss()(out, tg)
+
+
+@pytest.mark.parametrize("class_weights", [None, [1.0, 0.5, 2.0, 0.25]])
+def test_losses_decompose_over_micro_batches(class_weights):
+    """Batch loss == size-weighted mean of the chunk losses, values and gradients: gradient
+    accumulation over micro-batches is then exact."""
+    out, tg = _out_targets(B=6, T=6, K=3, fg_rows=[1, 2, 3])
+    tg["fg_mask"][4] = 0                       # a video without foreground
+    tg["instance_masks"][4] = 0
+    tg["snippet_labels"][4] = 3
+    tg["fg_mask"][1, 0] = 1                    # and uneven foreground between videos
+    with torch.no_grad():
+        out["class_logits"][0, :, 0] += 8.0    # confident actions: L_const is active somewhere
+        out["mask_logits"][0] += 4.0
+    loss = STALELoss(LossConfig(class_weights=class_weights))
+    full = loss(out, tg)
+    full["total"].backward()
+    grads = {k: out[k].grad.clone() for k in ("class_logits", "mask_logits", "fg_logits",
+                                              "const_clf_feats", "const_mask_feats")}
+    assert full["const"].item() > 0
+    for v in out.values():
+        if torch.is_tensor(v):
+            v.grad = None
+    chunks = [(0, 2), (2, 5), (5, 6)]
+    acc = {k: 0.0 for k in full}
+    for a, b in chunks:
+        part = loss({k: (v[a:b] if torch.is_tensor(v) else v) for k, v in out.items()},
+                    {k: v[a:b] for k, v in tg.items()})
+        (part["total"] * (b - a) / 6).backward()
+        for k in acc:
+            acc[k] = acc[k] + part[k].detach() * (b - a) / 6
+    for k in full:
+        torch.testing.assert_close(acc[k], full[k].detach(), rtol=1e-5, atol=1e-7)
+    for k, g in grads.items():
+        torch.testing.assert_close(out[k].grad, g, rtol=1e-5, atol=1e-8)

@@ -164,3 +164,27 @@ def test_config_from_yaml_dict():
     assert from_dict(ModelConfig, to_dict(cfg)) == cfg
     with pytest.raises(StaleError):
         from_dict(ModelConfig, {"masking": {"theta_bin": 2.0}})
+
+
+def test_precomputed_text_gives_the_same_output_and_skips_the_encoder():
+    torch.manual_seed(0)
+    from fake_text import FakeTextEncoder
+
+    wide = FakeTextEncoder(embed_dim=C + 4)   # embed_dim != width: encode_text includes text_proj
+    model = STALE(tiny_cfg(dropout=0.0), wide).eval()
+    x = torch.randn(B, T, D)
+    ref = model(x, NAMES)
+    text = model.encode_text(NAMES)
+    calls = wide.calls
+    out = model(x, NAMES, text=text)
+    assert wide.calls == calls      # no second text-encoder call
+    for k in ("class_logits", "mask_logits", "fg_logits", "text_features"):
+        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
+    # micro-batches of videos against the same text == the whole batch (no batch coupling)
+    halves = [model(x[i:i + 1], NAMES, text=text) for i in range(B)]
+    for k in ("class_logits", "mask_logits", "fg_logits"):
+        torch.testing.assert_close(torch.cat([h[k] for h in halves]), ref[k], rtol=1e-5, atol=1e-6)
+    with pytest.raises(StaleError, match="precomputed text"):
+        model(x, NAMES, text=text[:-1])
+    with pytest.raises(StaleError, match="precomputed text"):
+        model(x, NAMES, text=model.text_encoder(NAMES))   # not projected to the model width

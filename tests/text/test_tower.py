@@ -77,7 +77,10 @@ def _tower_grads(tower, x, eos):
                                   if p.grad is not None}
 
 
-def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients(monkeypatch):
+    import stale.text.tower as tower_mod
+
+    monkeypatch.setattr(tower_mod, "_CHECKPOINT_TOKENS", 18)   # 9-token prompts: 3 groups of 2, 2, 1
     tower = build_random_tower(TEST_SPEC, seed=4).train()
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(5, 9, TEST_SPEC.width, generator=gen)
@@ -89,13 +92,14 @@ def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
     for blk in tower.transformer.resblocks:   # counts calls, recomputation included
         blk.forward = (lambda f: lambda *a, **k: (calls.append(1), f(*a, **k))[1])(blk.forward)
     out1, gx1, gp1 = _tower_grads(tower, x, eos)
-    # each block ran twice: once forward, once recomputed in backward -> checkpointing was active
-    assert len(calls) == 2 * TEST_SPEC.layers
+    # each block ran twice per prompt group: forward, then recomputed in backward (weight
+    # gradients are summed over the groups: float32 rounding differs, hence rtol 1e-5)
+    assert len(calls) == 2 * 3 * TEST_SPEC.layers
     torch.testing.assert_close(out1, out0, rtol=0, atol=0)
-    torch.testing.assert_close(gx1, gx0, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-5, atol=1e-6)
     assert gp0.keys() == gp1.keys() and any(k.startswith("transformer.") for k in gp0)
     for k in gp0:
-        torch.testing.assert_close(gp1[k], gp0[k], rtol=1e-6, atol=1e-7, msg=k)
+        torch.testing.assert_close(gp1[k], gp0[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
     # no graph recorded (inference): no recomputation, same values
     calls.clear()
     with torch.no_grad():

@@ -1,13 +1,21 @@
 """STALE's learning objective (paper Sec. 3.3, Eq. 9-12), computed in float32.
 
+Every term is a **mean over the B videos of a per-video loss**: a video where a term is
+undefined (no foreground row for L_m, an empty selection for L_const) contributes 0 and still
+counts in the mean. So the loss of a batch is exactly the size-weighted mean of the losses of
+any split of it into micro-batches, which makes gradient accumulation over micro-batches
+(``train.micro_batch``) give the full-batch gradient (no batch-pooled normalisers).
+
 * ``classification_loss`` (L_c, Eq. 9): cross-entropy per snippet over K+1 classes, mean over
-  snippets (class-weighted mean ``sum w_y l / sum w_y`` when class weights are given).
-* ``mask_loss`` (L_m, Eq. 10) on foreground rows only (``fg_mask[b, t] = 1``), pooled over the
-  batch: a class-balanced BCE with ``beta_fg = N / N_fg`` and ``beta_bg = N / N_bg`` (inverse
-  foreground / background proportions over the N mask entries of those rows), i.e.
+  the video's snippets (class-weighted mean ``sum w_y l / sum w_y`` within the video when class
+  weights are given; 0 for a video whose snippets all have weight 0).
+* ``mask_loss`` (L_m, Eq. 10) on the video's foreground rows only (``fg_mask[b, t] = 1``): a
+  class-balanced BCE with ``beta_fg = N / N_fg`` and ``beta_bg = N / N_bg`` (inverse foreground
+  / background proportions over the N mask entries of the video's foreground rows), i.e.
   ``mean_{g=1}(-log m) + mean_{g=0}(-log(1 - m))`` (the paper prints it without the minus), plus
   ``lambda2 * dice`` with the V-Net dice ``1 - 2 m.g / sum(m^2 + g^2)`` per row, averaged over
-  rows. The factor 2 makes a perfect mask score 0 (without it the best value is 0.5).
+  the video's foreground rows. The factor 2 makes a perfect mask score 0 (without it the best
+  value is 0.5).
 * ``completeness_loss`` (L_comp, Eq. 11): the printed ``-(g log L + log(g) L)`` contains
   ``log 0`` for a one-hot g; we read it as the standard BCE ``-(g log L + (1-g) log(1-L))``
   between the foreground mask L_hat and the ground-truth foreground, mean over snippets.
@@ -16,7 +24,7 @@
   the K action classes, only snippets above ``theta_c``) and F_mask is the mean of E_m over the
   top-k snippets by mask confidence ``sigmoid(M[t, t])`` (the mask predicted from snippet t
   claims t itself; only snippets above ``theta_m``). Selection is done on detached scores; the
-  gradient trains E_p, E_m and the encoder. Videos where either set is empty are skipped.
+  gradient trains E_p, E_m and the encoder. A video where either set is empty contributes 0.
 
 Every term is finite for empty foreground, all-background batches and saturated logits (the
 BCE terms use ``softplus`` on logits, never ``log`` of a probability).
@@ -63,9 +71,14 @@ class LossConfig:
             raise StaleError("loss.class_weights must be non-negative")
 
 
+def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den > 0``, else 0 (a per-video term with nothing to average)."""
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num * 0.0)
+
+
 def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None = None
                         ) -> Tensor:
-    """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar."""
+    """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar (mean over videos)."""
     num_classes = logits.shape[-1]
     if class_weights is not None and class_weights.numel() != num_classes:
         raise StaleError(f"loss.class_weights has {class_weights.numel()} entries, expected "
@@ -73,26 +86,32 @@ def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | 
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise StaleError(f"targets['snippet_labels'] must lie in [0, {num_classes - 1}], got "
                          f"range [{int(labels.min())}, {int(labels.max())}]")
-    weight = None if class_weights is None else class_weights.to(logits.device, torch.float32)
-    return F.cross_entropy(logits.float().reshape(-1, num_classes), labels.reshape(-1).long(),
-                           weight=weight)
+    labels = labels.long()
+    ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")   # (B, T)
+    if class_weights is None:
+        return ce.mean(1).mean()
+    w = class_weights.to(logits.device, torch.float32)[labels]
+    return _safe_ratio((w * ce).sum(1), w.sum(1)).mean()
 
 
 def mask_loss(mask_logits: Tensor, instance_masks: Tensor, fg_mask: Tensor,
               lambda_dice: float = 0.4, eps: float = 1e-6) -> Tensor:
-    """L_m: ``mask_logits``, ``instance_masks`` (B, T, T) row-wise, ``fg_mask`` (B, T) -> scalar."""
-    rows = fg_mask >= 0.5
-    x = mask_logits.float()[rows]                                            # (N_rows, T)
-    g = instance_masks.float()[rows]
-    if x.shape[0] == 0:
-        return mask_logits.float().sum() * 0.0
-    n_fg = g.sum()
-    n_bg = (1 - g).sum()
-    bce = ((g * F.softplus(-x)).sum() / n_fg.clamp_min(1.0)
-           + ((1 - g) * F.softplus(x)).sum() / n_bg.clamp_min(1.0))
+    """L_m: ``mask_logits``, ``instance_masks`` (B, T, T) row-wise, ``fg_mask`` (B, T) -> scalar.
+
+    Per video over its foreground rows, then the mean over all B videos (see the module doc).
+    """
+    x = mask_logits.float()
+    g = instance_masks.float()
+    rows = (fg_mask >= 0.5).float()                                         # (B, T)
+    r = rows.unsqueeze(-1)
+    n_fg = (r * g).sum((1, 2))                                              # (B,)
+    n_bg = (r * (1 - g)).sum((1, 2))
+    bce = (_safe_ratio((r * g * F.softplus(-x)).sum((1, 2)), n_fg)
+           + _safe_ratio((r * (1 - g) * F.softplus(x)).sum((1, 2)), n_bg))
     m = torch.sigmoid(x)
-    dice = 1 - 2 * (m * g).sum(-1) / ((m * m).sum(-1) + (g * g).sum(-1) + eps)
-    return bce + lambda_dice * dice.mean()
+    dice = 1 - 2 * (m * g).sum(-1) / ((m * m).sum(-1) + (g * g).sum(-1) + eps)   # (B, T)
+    dice = _safe_ratio((rows * dice).sum(1), rows.sum(1))
+    return (bce + lambda_dice * dice).mean()
 
 
 def completeness_loss(fg_logits: Tensor, fg_mask: Tensor) -> Tensor:
@@ -117,7 +136,8 @@ def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tenso
                      mask_feats: Tensor, topk: int = 10, class_threshold: float = 0.1,
                      mask_threshold: float = 0.5) -> Tensor:
     """L_const: ``class_logits`` (B, T, K+1), ``mask_logits`` (B, T, T), E_p and E_m features
-    ``clf_feats`` / ``mask_feats`` (B, T, C_p) -> scalar (mean over videos with both sets)."""
+    ``clf_feats`` / ``mask_feats`` (B, T, C_p) -> scalar (mean over all B videos; a video
+    without both sets contributes 0)."""
     with torch.no_grad():
         conf_c = class_logits.float().softmax(-1)[..., :-1].amax(-1)        # (B, T)
         conf_m = torch.sigmoid(mask_logits.float().diagonal(dim1=1, dim2=2))
@@ -125,7 +145,7 @@ def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tenso
     f_mask, n_m = _topk_mean(mask_feats, conf_m, conf_m > mask_threshold, topk)
     ok = ((n_c > 0) & (n_m > 0)).float()
     cos = F.cosine_similarity(f_clf, f_mask, dim=-1, eps=1e-6)
-    return ((1 - cos) * ok).sum() / ok.sum().clamp_min(1.0)
+    return ((1 - cos) * ok).mean()
 
 
 class STALELoss(nn.Module):

@@ -3,6 +3,8 @@ vision->language adaptation -> parallel classifier and mask localizer (+ E_p / E
 
 The text encoder is called exactly once per forward for all K+1 classes (background last); its
 output is projected to the model width by a linear layer when ``embed_dim != width``.
+``forward(..., text=encode_text(class_names))`` skips that call: the trainer encodes the classes
+once per step and runs the video batch in micro-batches against the same text features.
 """
 
 from __future__ import annotations
@@ -96,9 +98,16 @@ class STALE(nn.Module):
         return self.text_proj(text)
 
     def forward(self, features: Tensor, class_names: Sequence[str],
-                gt_fg: Tensor | None = None) -> dict:
+                gt_fg: Tensor | None = None, text: Tensor | None = None) -> dict:
+        """``features`` (B, T, D); ``gt_fg`` (B, T) for the ``gt`` masking ablation; ``text``:
+        optional precomputed :meth:`encode_text` ``(class_names)`` output (K+1, C)."""
         self._check_features(features)
-        text = self.encode_text(class_names)                                   # (K+1, C)
+        if text is None:
+            text = self.encode_text(class_names)                               # (K+1, C)
+        elif tuple(text.shape) != (len(class_names) + 1, self.cfg.width):
+            raise StaleError(f"precomputed text features have shape {tuple(text.shape)}, expected "
+                             f"({len(class_names) + 1}, {self.cfg.width}): K classes + background "
+                             "at the model width (the output of encode_text)")
         f_vis = self.temporal(features)                                        # Eq. 1
         mask = self.masking(f_vis, gt_fg)                                      # Eq. 3-4
         text_v = self.cross_modal(text, mask["fg_features"], mask["fg_hard"])  # Eq. 5-6

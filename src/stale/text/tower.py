@@ -10,6 +10,15 @@ Exact short computation: CLIP's text attention is causal, so the output at posit
 depends only on tokens ``0..i``. Running the transformer on the first ``L`` positions (the
 longest prompt) therefore gives exactly the EOS features of the full 77-token computation, with
 ``(77 / L)^2`` less attention work.
+
+Activation checkpointing (``grad_checkpointing = True``): while gradients are recorded, each
+residual block keeps only its input and recomputes its activations during backward
+(``torch.utils.checkpoint``, non-reentrant). Outputs and gradients are the same as without it
+up to float32 summation order (the blocks are deterministic and have no dropout). Each block
+is checkpointed per group of prompts (``_CHECKPOINT_TOKENS`` tokens; prompts never interact),
+so backward holds the block inputs plus one group's recomputed activations of one block:
+ViT-B/16 over 151 prompts of 59 tokens, forward + backward peak RSS 6.8 GB -> 1.9 GB, for one
+extra forward of the tower (about 20-25 % more text-tower time).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from stale.errors import StaleError
 
@@ -52,6 +62,9 @@ class TowerSpec:
         }
 
 
+# prompt tokens per checkpointed segment (ViT-B/16: 59-token prompts -> groups of 34 prompts)
+_CHECKPOINT_TOKENS = 2048
+
 # The offline stand-in for CLIP: 50 learned context tokens + names fit in 77, CPU-fast.
 OFFLINE_SPEC = TowerSpec(width=128, layers=4, heads=4, embed_dim=128)
 # An even smaller tower for unit tests (built in memory, never cached).
@@ -79,6 +92,8 @@ class ClipTextTower(nn.Module):
         self.positional_embedding = nn.Parameter(torch.zeros(spec.context_length, spec.width))
         self.ln_final = LayerNorm(spec.width)
         self.text_projection = nn.Parameter(torch.zeros(spec.width, spec.embed_dim))
+        # a plain attribute, not a parameter or buffer: state dicts stay CLIP checkpoints
+        self.grad_checkpointing = False
 
     @property
     def width(self) -> int:
@@ -102,7 +117,18 @@ class ClipTextTower(nn.Module):
                              f"{self.spec.context_length}")
         x = x + self.positional_embedding[:length].to(x.dtype)
         causal = torch.full((length, length), float("-inf"), device=x.device, dtype=x.dtype).triu_(1)
-        x = self.transformer(x, attn_mask=causal)
+        # open_clip's Transformer.forward is this loop over resblocks (batch_first=True); it is
+        # written out here so that checkpointing applies only when a graph is being recorded
+        save_memory = self.grad_checkpointing and torch.is_grad_enabled()
+        # prompts do not interact: checkpointing each block per group of prompts bounds the
+        # recomputed activations of the backward to one group's (same values, same FLOPs)
+        group = max(1, _CHECKPOINT_TOKENS // length)
+        for block in self.transformer.resblocks:
+            if save_memory:
+                x = torch.cat([checkpoint(block, part, attn_mask=causal, use_reentrant=False)
+                               for part in x.split(group)])
+            else:
+                x = block(x, attn_mask=causal)
         x = x[torch.arange(x.shape[0], device=x.device), eos_pos]
         # ln_final is per token, so applying it after picking EOS is the same as before
         return self.ln_final(x) @ self.text_projection
