@@ -51,6 +51,19 @@ def make_tiny_dataset(root: Path, seed: int = 0, dim: int = 16, n_train: int = 2
     return root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for every test of a module that asks for it (module fixtures
+    included): faster on a busy 2-core machine, and bitwise comparisons need the same thread
+    count on both sides."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))

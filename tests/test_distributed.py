@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from stale.checkpoint import load_checkpoint
 from stale.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from stale.engine import shard_order
+from spawn_util import free_port, run_ranks
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict:
@@ -112,17 +104,7 @@ def _rank_main(rank: int, world: int, port: int, data_root: str, config: str, ou
 
 def test_two_gloo_ranks_stay_identical_and_split_each_epoch(tiny_dataset, tiny_config, tmp_path):
     world = 2
-    ctx = mp.start_processes(_rank_main, args=(world, _free_port(), str(tiny_dataset), str(tiny_config),
-                                               str(tmp_path)), nprocs=world, join=False, start_method="spawn")
-    deadline = time.monotonic() + 90
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("DDP ranks did not finish in 90 s (deadlock?)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
+    run_ranks(_rank_main, (world, free_port(), str(tiny_dataset), str(tiny_config), str(tmp_path)), nprocs=world)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
     for name, n in (("even", 24), ("odd", 23)):
         a, b = ranks[0][name], ranks[1][name]

@@ -23,14 +23,7 @@ def _cfg(tiny_dataset, tiny_config, *extra):
     ])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread for every run of the module (module fixtures included): faster on a
-    busy 2-core machine, and bitwise comparisons need the same thread count on both sides."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # dropout > 0 makes the RNG state part of what a resume must restore; a held-out share makes
@@ -303,25 +296,9 @@ def test_ddp_micro_batches_average_the_full_gradients(tiny_dataset, tiny_config,
     """Two gloo ranks, 3 videos each, micro-batches of 2 (chunks 2 + 1): every rank ends with the
     mean of the two shards' full-batch gradients, text tower included (its backward happens in
     the synchronised pass)."""
-    import socket
-    import time
+    from spawn_util import free_port, run_ranks
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.start_processes(_ddp_rank, args=(2, port, str(tiny_dataset), str(tiny_config), str(tmp_path)),
-                             nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 90
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("DDP ranks did not finish in 90 s (deadlock?)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
+    run_ranks(_ddp_rank, (2, free_port(), str(tiny_dataset), str(tiny_config), str(tmp_path)), nprocs=2)
     got = [torch.load(tmp_path / f"grads{r}.pt") for r in range(2)]
     cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
     tr = _trainer(cfg, model, classes, tmp_path, None)

@@ -26,7 +26,7 @@ def _cfg(root, tiny_config, *extra):
 def _split_files(tmp_path, seen=SEEN, unseen=UNSEEN):
     (tmp_path / "seen.txt").write_text("# seen classes\n" + "\n".join(seen) + "\n")
     (tmp_path / "unseen.txt").write_text("\n".join(unseen) + "\n")
-    return [f"protocol.kind=zero_shot", f"protocol.seen_file={tmp_path / 'seen.txt'}",
+    return ["protocol.kind=zero_shot", f"protocol.seen_file={tmp_path / 'seen.txt'}",
             f"protocol.unseen_file={tmp_path / 'unseen.txt'}"]
 
 

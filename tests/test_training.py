@@ -18,14 +18,7 @@ SEEN = ["high jump", "long jump", "pole vault", "shot put"]
 UNSEEN = ["hammer throw", "discus throw"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread for every run of the module (module fixtures included): faster on a
-    busy 2-core machine, and bitwise comparisons need the same thread count on both sides."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(root, tiny_config, *extra):

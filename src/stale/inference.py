@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from stale import __version__
@@ -22,7 +21,6 @@ from stale.checkpoint import load_checkpoint
 from stale.config import StaleConfig
 from stale.configtools import apply_overrides, from_dict
 from stale.data.annotations import AnnotationSet, Video
-from stale.engine import resolve_device
 from stale.errors import StaleError
 from stale.model.stale import STALE
 from stale.pipeline import available_videos, feature_store, load_features

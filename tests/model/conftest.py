@@ -2,10 +2,8 @@
 
 import pytest
 import torch
-from torch import nn
 
-
-from fake_text import FakeTextEncoder  # noqa: E402
+from fake_text import FakeTextEncoder
 
 
 @pytest.fixture
