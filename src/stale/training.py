@@ -65,6 +65,8 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False,
             raise StaleError("no training videos left after the protocol and feature checks")
         fit_videos, val_videos = split_holdout(videos, cfg.train.val_fraction, cfg.train.seed)
         classes = protocol.train_classes
+        # the model (and its CLIP weights) first: a missing checkpoint fails before minutes of loading
+        model = build_model(cfg).to(device)
         train_b, stats = build_batches(fit_videos, classes, store, cfg, True, cfg.train.progress and dist.is_main)
         val_b, _ = build_batches(val_videos, classes, store, cfg, True) if val_videos else (None, None)
         feat_dim = train_b.tensors["features"].shape[-1]
@@ -75,7 +77,6 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False,
             f"{len(protocol.test_classes)} test classes; {len(fit_videos)} training videos, "
             f"{len(val_videos)} held out for model selection")
 
-        model = build_model(cfg).to(device)
         extra = {"config": to_dict(cfg), "classes": {"train": classes, "test": protocol.test_classes},
                  "protocol": {"kind": protocol.kind, "name": protocol.name}}
         trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, classes, out_dir, extra, device,
