@@ -10,18 +10,18 @@ Usage::
 
 Every configuration runs in a fresh child process (``--child``) so that its peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own. The model is built from
-``configs/activitynet_clip_75_25.yaml`` with ``text.weights=random`` (the ViT-B/16 text tower's
+the shipped ``activitynet_clip_75_25`` config with ``text.weights=random`` (the ViT-B/16 text tower's
 exact shape with seeded random weights: cost without knowledge) plus the case's overrides.
 
 * **train**: one batch of random features (B, T, 512) with realistic targets (random
-  ActivityNet-like segments -> :func:`stale.labels.assign_labels`), trained with
+  ActivityNet-like segments -> :func:`stale.model.labels.assign_labels`), trained with
   ``engine.Trainer.train_epoch`` on exactly one batch, i.e. the real code path: indexing the
   batch, forward (bf16 autocast on CUDA), STALELoss, backward, grad clipping, Adam step.
   One warm-up step, then the median of ``--steps`` steps. ``micro_batch`` videos per
   forward/backward (``train.micro_batch``, one text forward per step; 0/None = whole batch) and
   ``grad_checkpointing`` (``text.grad_checkpointing``) are part of each case.
-* **infer**: ``stale.inference.predict_videos`` on one batch (eval mode, cached text features,
-  softmax/sigmoid, ``stale.postprocess.postprocess``, ``to_results``), with ``theta_c = 0`` so
+* **infer**: ``stale.runs.predict.predict_videos`` on one batch (eval mode, cached text features,
+  softmax/sigmoid, ``stale.model.decoding.postprocess``, ``to_results``), with ``theta_c = 0`` so
   that every video yields the full ``top_k`` candidates as a trained (confident) model does; a
   random model's flat class probabilities would otherwise fall below 0.1 and skip the
   postprocessing work. One warm-up call (it also fills the text cache), then the median.
@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_CONFIG = ROOT / "configs" / "activitynet_clip_75_25.yaml"
+PAPER_CONFIG = "activitynet_clip_75_25"   # a shipped config (src/stale/configs)
 _MARK = "BENCH_RESULT "
 
 
@@ -128,8 +128,9 @@ def activitynet_class_names() -> list[str]:
 def synthetic_targets(batch: int, num_classes: int, snippets: int, rng: np.random.Generator):
     """Targets of ``batch`` videos with ActivityNet-like random segments (one class per video,
     1-3 instances covering 2-90% of a 30-240 s video), through the real label assignment.
-    Returns ``(targets dict of torch tensors, durations (batch,) numpy)``."""
-    from stale.labels import assign_labels, collate_targets
+    Returns ``(Targets, durations (batch,) numpy)``."""
+    from stale.model.labels import assign_labels
+    from stale.model.outputs import Targets
 
     items, durations = [], rng.uniform(30.0, 240.0, batch)
     for b in range(batch):   # setup, not timed: the label code takes one video at a time
@@ -139,7 +140,7 @@ def synthetic_targets(batch: int, num_classes: int, snippets: int, rng: np.rando
         cls = np.full(n, rng.integers(0, num_classes))
         items.append(assign_labels(durations[b], start, start + length, cls, num_classes,
                                    snippets, video_id=f"bench_{b}"))
-    return collate_targets(items), durations
+    return Targets.stack(items), durations
 
 
 def _sync(device) -> None:
@@ -166,10 +167,12 @@ def measure_case(case: Case) -> dict:
     """Build the model of ``case``, time it and return a result dict (see :func:`format_table`)."""
     import torch
 
-    from stale.config import load_run_config
-    from stale.engine import Batches, Trainer, resolve_device, seed_everything
+    from stale.data.dataset import InMemoryVideos
     from stale.model.losses import STALELoss
-    from stale.training import build_model
+    from stale.runs.assemble import build_model
+    from stale.runs.config import load_run_config
+    from stale.training.runtime import resolve_device, seed_everything
+    from stale.training.trainer import Trainer
 
     import open_clip  # noqa: F401  (imported by the text tower anyway; counted in the baseline)
 
@@ -195,12 +198,10 @@ def measure_case(case: Case) -> dict:
     if case.kind == "train":
         classes = names[:case.classes]
         targets, durations = synthetic_targets(case.batch, len(classes), case.snippets, rng)
-        targets["instance_masks"] = targets["instance_masks"].to(torch.uint8)  # as the pipeline
-        data = Batches({"features": features, **targets,
-                        "durations": torch.tensor(durations, dtype=torch.float64)})
+        data = InMemoryVideos(features, durations, targets=targets)
         with tempfile.TemporaryDirectory() as tmp:   # train_epoch writes nothing; Trainer wants a folder
             trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, classes, Path(tmp), {},
-                              device, log=lambda *_: None)
+                              device)
             epoch = iter(range(10**6))
             losses: list[float] = []
             # one train_epoch over exactly one batch == one optimiser step of the real loop
@@ -209,18 +210,15 @@ def measure_case(case: Case) -> dict:
         extra["loss_first_last"] = [losses[0], losses[-1]]
         value, unit = 1000.0 * statistics.median(times), "ms/step"
     elif case.kind == "infer":
-        from stale.data.annotations import Video
-        from stale.inference import LoadedRun, predict_videos
+        from stale.runs.predict import StaleDetector, detect_dataset
 
         classes = names[-case.classes:]
         cfg.inference.theta_c = 0.0
         _, durations = synthetic_targets(case.batch, 1, case.snippets, rng)
-        videos = [Video(id=f"bench_{b}", subset="validation", duration=float(d), segments=[])
-                  for b, d in enumerate(durations)]
-        run = LoadedRun(cfg, model.eval(), {"train": [], "test": classes}, "<random weights>")
+        data = InMemoryVideos(features, durations)
+        detector = StaleDetector(model.eval(), cfg)
         results: list[dict] = []
-        times = _timed(lambda: results.append(predict_videos(run, videos, features, classes,
-                                                             case.batch, device)),
+        times = _timed(lambda: results.append(detect_dataset(detector, data, classes, case.batch, device)),
                        device, case.steps)
         extra["detections_per_video"] = float(np.mean([len(v) for v in results[-1].values()]))
         value, unit = case.batch / statistics.median(times), "videos/s"

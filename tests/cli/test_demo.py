@@ -72,7 +72,7 @@ def test_rerun_reuses_finished_stages(demo_dir):
            "--set", "train.epochs=3", "--set", "train.progress=false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "reusing" in proc.stdout and "training (" not in proc.stdout
+    assert "reusing" in proc.stderr and "training (" not in proc.stderr
     # a different seed into the same folder is refused instead of mixing two benchmarks
     bad = subprocess.run(cmd + ["--seed", "1"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "other settings" in bad.stderr

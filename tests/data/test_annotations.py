@@ -15,7 +15,7 @@ from stale.data import resources
 from stale.data.annotations import (AnnotationPolicy, AnnotationSet, Segment, detect_layout,
                                     load_annotations)
 from stale.data.splits import load_split
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 THUMOS_TXT = FIXTURES / "thumos14_official_txt"
@@ -175,7 +175,7 @@ def test_each_quirk_policy_counted(tmp_path, caplog):
         "x": {"subset": "Validation", "duration": 10.0, "annotations": anns},
         "y": {"subset": "TESTING", "duration": 5.0, "annotations": []},
     }))
-    with caplog.at_level(logging.INFO, logger="stale.data.annotations"):
+    with caplog.at_level(logging.DEBUG, logger="stale.data.annotations"):
         aset = load_annotations(path)
     rep = aset.report
     assert (rep.duplicates, rep.zero_length, rep.reversed, rep.clipped_to_duration,

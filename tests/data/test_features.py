@@ -8,7 +8,7 @@ import torch
 
 from stale.data.features import FeatureConfig, FeatureStore
 from stale.data.timeline import resample_features
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @pytest.fixture

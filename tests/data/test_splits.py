@@ -9,7 +9,7 @@ from stale.data import resources
 from stale.data.annotations import load_annotations
 from stale.data.splits import (ZeroShotSplit, load_split, random_split, read_split_files,
                                validate_split, write_split)
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @pytest.fixture(scope="module")

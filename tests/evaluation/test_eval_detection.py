@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from map_reference import reference_evaluate
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.evaluation import (evaluate_detection, interpolated_average_precision,
                               resolve_tiou_thresholds)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.evaluation import evaluate_detection, evaluate_files, load_blocked, load_json_file
 from stale.evaluation.inputs import parse_predictions
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.model.heads import (ConsistencyProjections, CosineClassifier, DynamicMaskLocalizer,
                                HeadsConfig)
 

@@ -1,9 +1,11 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
+from stale.model.outputs import ModelOutput, Targets
 from stale.model.losses import (LossConfig, STALELoss, classification_loss, completeness_loss,
                                 consistency_loss, mask_loss)
 
@@ -108,55 +110,53 @@ def test_consistency_loss_hand_computed():
 
 def _out_targets(B=2, T=6, K=3, fg_rows=None, requires_grad=True):
     torch.manual_seed(0)
-    out = {
-        "class_logits": torch.randn(B, T, K + 1, requires_grad=requires_grad),
-        "mask_logits": torch.randn(B, T, T, requires_grad=requires_grad),
-        "fg_logits": torch.randn(B, T, requires_grad=requires_grad),
-        "fg_learned": True,
-        "const_clf_feats": torch.randn(B, T, 4, requires_grad=requires_grad),
-        "const_mask_feats": torch.randn(B, T, 4, requires_grad=requires_grad),
-    }
+    fg_logits = torch.randn(B, T, requires_grad=requires_grad)
+    out = ModelOutput(
+        class_logits=torch.randn(B, T, K + 1, requires_grad=requires_grad),
+        mask_logits=torch.randn(B, T, T, requires_grad=requires_grad),
+        fg_logits=fg_logits, fg_hard=fg_logits.detach() > 0, fg_weight=(fg_logits.detach() > 0).float(),
+        fg_learned=True, text_features=torch.zeros(B, K + 1, 4),
+        const_clf_feats=torch.randn(B, T, 4, requires_grad=requires_grad),
+        const_mask_feats=torch.randn(B, T, 4, requires_grad=requires_grad),
+        logit_scale=torch.tensor(10.0))
     fg = torch.zeros(B, T)
     if fg_rows is not None:
         fg[:, fg_rows] = 1
     masks = fg[:, :, None] * fg[:, None, :]
     labels = torch.where(fg > 0, torch.zeros_like(fg), torch.full_like(fg, K)).long()
-    return out, {"snippet_labels": labels, "instance_masks": masks, "fg_mask": fg}
+    return out, Targets(labels, masks, fg)
 
 
 def test_total_is_weighted_sum():
     out, tg = _out_targets(fg_rows=[1, 2])
     cfg = LossConfig(w_cls=0.5, w_mask=2.0, w_comp=3.0, w_const=0.25)
     terms = STALELoss(cfg)(out, tg)
-    expect = (0.5 * terms["cls"] + 2 * terms["mask"] + 3 * terms["comp"]
-              + 0.25 * terms["const"])
-    torch.testing.assert_close(terms["total"], expect)
-    assert set(terms) == {"total", "cls", "mask", "comp", "const"}
+    expect = (0.5 * terms.cls + 2 * terms.mask + 3 * terms.comp
+              + 0.25 * terms.const)
+    torch.testing.assert_close(terms.total, expect)
+    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const"}
 
 
 @pytest.mark.parametrize("fg_rows", [None, [0, 1, 2, 3, 4, 5]])
 def test_no_nan_empty_or_full_foreground(fg_rows):
     out, tg = _out_targets(fg_rows=fg_rows)
     with torch.no_grad():
-        out["mask_logits"].mul_(1e4)               # saturated sigmoids: log(0) territory
-        out["fg_logits"].mul_(1e4)
+        out.mask_logits.mul_(1e4)               # saturated sigmoids: log(0) territory
+        out.fg_logits.mul_(1e4)
     terms = STALELoss()(out, tg)
-    for v in terms.values():
-        assert torch.isfinite(v)
-    terms["total"].backward()
+    for v in terms.values().values():
+        assert math.isfinite(v)
+    terms.total.backward()
     for key in ("class_logits", "mask_logits", "fg_logits", "const_clf_feats"):
-        assert torch.isfinite(out[key].grad).all()
+        assert torch.isfinite(getattr(out, key).grad).all()
 
 
 def test_comp_skipped_without_learned_mask_and_shape_errors():
     out, tg = _out_targets(fg_rows=[1])
-    out["fg_learned"] = False
-    assert STALELoss()(out, tg)["comp"].item() == 0.0
-    tg["fg_mask"] = tg["fg_mask"][:, :3]
+    out.fg_learned = False
+    assert STALELoss()(out, tg).comp.item() == 0.0
+    tg.fg_mask = tg.fg_mask[:, :3]
     with pytest.raises(StaleError, match="fg_mask"):
-        STALELoss()(out, tg)
-    del tg["fg_mask"]
-    with pytest.raises(StaleError, match="missing"):
         STALELoss()(out, tg)
 
 
@@ -165,31 +165,32 @@ def test_losses_decompose_over_micro_batches(class_weights):
     """Batch loss == size-weighted mean of the chunk losses, values and gradients: gradient
     accumulation over micro-batches is then exact."""
     out, tg = _out_targets(B=6, T=6, K=3, fg_rows=[1, 2, 3])
-    tg["fg_mask"][4] = 0                       # a video without foreground
-    tg["instance_masks"][4] = 0
-    tg["snippet_labels"][4] = 3
-    tg["fg_mask"][1, 0] = 1                    # and uneven foreground between videos
+    tg.fg_mask[4] = 0                       # a video without foreground
+    tg.instance_masks[4] = 0
+    tg.snippet_labels[4] = 3
+    tg.fg_mask[1, 0] = 1                    # and uneven foreground between videos
     with torch.no_grad():
-        out["class_logits"][0, :, 0] += 8.0    # confident actions: L_const is active somewhere
-        out["mask_logits"][0] += 4.0
+        out.class_logits[0, :, 0] += 8.0    # confident actions: L_const is active somewhere
+        out.mask_logits[0] += 4.0
     loss = STALELoss(LossConfig(class_weights=class_weights))
     full = loss(out, tg)
-    full["total"].backward()
-    grads = {k: out[k].grad.clone() for k in ("class_logits", "mask_logits", "fg_logits",
-                                              "const_clf_feats", "const_mask_feats")}
-    assert full["const"].item() > 0
-    for v in out.values():
-        if torch.is_tensor(v):
-            v.grad = None
+    full.total.backward()
+    keys = ("class_logits", "mask_logits", "fg_logits", "const_clf_feats", "const_mask_feats")
+    grads = {k: getattr(out, k).grad.clone() for k in keys}
+    assert full.const.item() > 0
+    for k in keys:
+        getattr(out, k).grad = None
     chunks = [(0, 2), (2, 5), (5, 6)]
-    acc = {k: 0.0 for k in full}
+    terms = ("total", "cls", "mask", "comp", "const")
+    acc = {k: 0.0 for k in terms}
     for a, b in chunks:
-        part = loss({k: (v[a:b] if torch.is_tensor(v) else v) for k, v in out.items()},
-                    {k: v[a:b] for k, v in tg.items()})
-        (part["total"] * (b - a) / 6).backward()
+        part = loss(dataclasses.replace(out, **{k: getattr(out, k)[a:b] for k in
+                                                (*keys, "fg_hard", "fg_weight", "text_features")}),
+                    tg.slice(a, b))
+        (part.total * (b - a) / 6).backward()
         for k in acc:
-            acc[k] = acc[k] + part[k].detach() * (b - a) / 6
-    for k in full:
-        torch.testing.assert_close(acc[k], full[k].detach(), rtol=1e-5, atol=1e-7)
+            acc[k] = acc[k] + getattr(part, k).detach() * (b - a) / 6
+    for k in terms:
+        torch.testing.assert_close(acc[k], getattr(full, k).detach(), rtol=1e-5, atol=1e-7)
     for k, g in grads.items():
-        torch.testing.assert_close(out[k].grad, g, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(getattr(out, k).grad, g, rtol=1e-5, atol=1e-8)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.model.masking import (MaskingConfig, RepresentationMasking,
                                  straight_through_binarize)
 
@@ -27,20 +27,20 @@ def test_decoder_shapes_and_eq4():
     m = _mask(num_queries=5)
     f = torch.randn(B, T, C)
     out = m(f)
-    assert out["query_masks"].shape == (B, 5, T)
-    assert out["fg_logits"].shape == (B, T)
-    lq = out["query_masks"]
+    assert out.query_masks.shape == (B, 5, T)
+    assert out.fg_logits.shape == (B, T)
+    lq = out.query_masks
     assert ((lq > 0) & (lq < 1)).all()
     # Eq. 4 recomputed independently from L_q (weighted in log-odds space)
     w = m.query_weight.weight[0]
     expect = (torch.logit(lq.double()).float() * w[None, :, None]).sum(1) + m.query_weight.bias
-    torch.testing.assert_close(out["fg_logits"], expect)
+    torch.testing.assert_close(out.fg_logits, expect)
     # Eq. 3 recomputed from the decoded mask embeddings
     b_q = m.mask_proj(m.decoder(m.queries.expand(B, -1, -1), f))
     torch.testing.assert_close(lq, torch.sigmoid(b_q @ f.transpose(1, 2) / math.sqrt(C)))
-    hard = torch.sigmoid(out["fg_logits"]) >= 0.5
-    assert torch.equal(out["fg_hard"], hard)
-    torch.testing.assert_close(out["fg_features"], f * hard[..., None].float())
+    hard = torch.sigmoid(out.fg_logits) >= 0.5
+    assert torch.equal(out.fg_hard, hard)
+    torch.testing.assert_close(out.fg_features, f * hard[..., None].float())
 
 
 def test_gradient_reaches_mask_through_features_only_with_straight_through():
@@ -48,32 +48,32 @@ def test_gradient_reaches_mask_through_features_only_with_straight_through():
     m.cfg.straight_through = True
     f = torch.randn(B, T, C)
     out = m(f)
-    out["fg_features"].sum().backward()
+    out.fg_features.sum().backward()
     assert m.query_weight.weight.grad is not None
     assert m.query_weight.weight.grad.abs().sum() > 0
     assert m.queries.grad.abs().sum() > 0
     # default: the hard gate is a constant for the downstream branches (L_comp trains the mask)
     m = _mask()
     out = m(f.clone().requires_grad_())
-    out["fg_features"].sum().backward()
+    out.fg_features.sum().backward()
     assert m.query_weight.weight.grad is None or m.query_weight.weight.grad.abs().sum() == 0
 
 
 def test_none_and_gt_and_cnn():
     f = torch.randn(B, T, C)
     out = _mask("none")(f)
-    assert out["fg_hard"].all() and not out["fg_learned"]
-    torch.testing.assert_close(out["fg_features"], f)
+    assert out.fg_hard.all() and not out.learned
+    torch.testing.assert_close(out.fg_features, f)
     gt = (torch.rand(B, T) > 0.5).float()
     out = _mask("gt")(f, gt)
-    assert torch.equal(out["fg_hard"], gt.bool())
-    assert not out["fg_learned"]
+    assert torch.equal(out.fg_hard, gt.bool())
+    assert not out.learned
     with pytest.raises(StaleError, match="gt_fg"):
         _mask("gt")(f)
     with pytest.raises(StaleError, match="shape"):
         _mask("gt")(f, gt[:, :3])
     out = _mask("cnn")(f)
-    assert out["fg_logits"].shape == (B, T) and out["fg_learned"]
+    assert out.fg_logits.shape == (B, T) and out.learned
 
 
 def test_bad_threshold():

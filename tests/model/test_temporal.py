@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.model.temporal import TemporalConfig, TemporalEncoder
 
 B, T, D, C = 2, 16, 8, 16

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.synth.encoder import RandomVisualEncoder
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stale.data.annotations import load_annotations
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.synth import SynthConfig, SynthDataset
 
 

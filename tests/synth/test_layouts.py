@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.synth.layouts import get_layout, load_source, select_videos
 
 

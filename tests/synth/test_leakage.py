@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.synth import SynthConfig, SynthDataset, permute_unseen_names
 from stale.synth.stats import nearest_prototype_accuracy
 

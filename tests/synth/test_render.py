@@ -55,6 +55,6 @@ def test_rendered_video_alignment_and_distractors(small_thumos):
 def test_render_config_validation():
     import pytest
 
-    from stale.errors import StaleError
+    from stale.core.errors import StaleError
     with pytest.raises(StaleError, match="noise"):
         RenderConfig(noise=-1.0).validate()

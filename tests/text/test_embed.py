@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stale.cli import main
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.text.embed import embed_class_names
 from stale.text.weights import save_tower
 

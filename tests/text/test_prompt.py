@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stale.configtools import from_dict, to_dict
-from stale.errors import StaleError
+from stale.core.config import from_dict, to_dict
+from stale.core.errors import StaleError
 from stale.text.prompt import PromptedTextEncoder, TextEncoderConfig, build_text_encoder
 from stale.text.tokens import ClipTokenizer
 from stale.text.tower import TEST_SPEC, build_random_tower

@@ -62,7 +62,7 @@ def test_quick_gelu_changes_the_activation(tower, clip_ref):
 
 
 def test_too_long_input_is_a_stale_error(tower):
-    from stale.errors import StaleError
+    from stale.core.errors import StaleError
 
     with pytest.raises(StaleError, match="context length"):
         tower.encode_embeddings(torch.zeros(1, 78, TEST_SPEC.width), torch.tensor([77]))

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.text.embed import template_token_ids
 from stale.text.tokens import ClipTokenizer
 from stale.text.tower import OFFLINE_SPEC, TEST_SPEC, TowerSpec, build_random_tower

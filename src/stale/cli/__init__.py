@@ -3,16 +3,22 @@
 Each sub-command lives in its own module of this package and exposes ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules import their heavy dependencies
 (torch, matplotlib) inside ``run`` so that ``stale --help`` stays fast.
+
+The error boundary (:func:`main`): any failure caused by the user's input or environment
+becomes exactly one line ``stale CMD: error: <what>: <problem>`` and exit status 2; Ctrl-C exits
+with 130; an internal bug says so in one line (exit 1) and asks to be reported. ``--debug`` (or
+``STALE_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from stale import __version__
-from stale.errors import StaleError
+from stale.core.errors import StaleError, describe_os_error
 
 # command name -> module in this package
 COMMANDS: dict[str, str] = {
@@ -23,8 +29,22 @@ COMMANDS: dict[str, str] = {
     "synth": "synth",
     "train": "train",
     "predict": "predict",
+    "detect": "detect",
+    "report": "report",
+    "experiment": "experiment",
     "demo": "demo",
+    "config": "config",
 }
+ISSUES = "https://github.com/stale-tad/stale/issues"
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("output")
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
+    g.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common()
     for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"stale.cli.{module_name}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        try:
+            module = importlib.import_module(f"stale.cli.{module_name}")
+        except ModuleNotFoundError as exc:  # a command not built yet in this checkout
+            if exc.name == f"stale.cli.{module_name}":
+                continue
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,18 +78,54 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 1
+    from stale.core.logs import setup_logging
+
+    debug = bool(getattr(args, "debug", False) or os.environ.get("STALE_DEBUG"))
+    setup_logging(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
+    cmd = args.command
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"stale {cmd}: error: {_one_line(message)}", file=sys.stderr)
+        return code
+
     try:
         return int(args._run(args) or 0)
-    except StaleError as exc:
-        print(f"stale {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"stale {args.command}: interrupted", file=sys.stderr)
+        print(f"stale {cmd}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # output piped into e.g. `head`, which closed early: not an error of ours
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - the one boundary
+        if debug:
+            raise
+        return _classify(exc, fail)
+
+
+def _classify(exc: BaseException, fail) -> int:
+    """Map an exception to the one-line message and exit status of the error boundary."""
+    if isinstance(exc, StaleError):
+        return fail(str(exc))
+    if isinstance(exc, OSError):
+        return fail(describe_os_error(exc))
+    if isinstance(exc, MemoryError):
+        return fail("out of memory; lower the batch size (train.batch_size / --batch-size) or use "
+                    "train.micro_batch")
+    if isinstance(exc, RecursionError):
+        return fail("an input is nested too deeply to read")
+    if isinstance(exc, UnicodeError):
+        return fail(f"text that is not valid UTF-8 ({exc})")
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return fail("out of GPU memory; lower train.batch_size or set train.micro_batch "
+                    "(prediction: --batch-size)")
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    return fail(f"internal error ({name}: {_one_line(exc)}{where}); this is a bug in stale -- please "
+                f"report it at {ISSUES} with the command line (rerun with --debug for the traceback)", 1)

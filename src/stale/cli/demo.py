@@ -8,16 +8,21 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the benchmark and the training")
     parser.add_argument("--max-videos-per-subset", type=int, default=None,
                         help="use a subsample of the benchmark (faster, noisier numbers)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: OMP_NUM_THREADS, else all cores)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override the demo's run config (src/stale/configs/demo.yaml)")
+                        help="override the demo's run config (stale config show demo)")
 
 
 def run(args):
-    import logging
     from pathlib import Path
 
-    from stale.demo import DemoOptions, run_demo
+    from stale.core.errors import StaleError
+    from stale.runs.demo import DemoOptions, run_demo
+    from stale.training.runtime import set_threads
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.max_videos_per_subset is not None and args.max_videos_per_subset < 1:
+        raise StaleError(f"--max-videos-per-subset must be >= 1, got {args.max_videos_per_subset}")
+    set_threads(args.threads)
     run_demo(DemoOptions(Path(args.out), args.seed, args.max_videos_per_subset, args.overrides))
     return 0

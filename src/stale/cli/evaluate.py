@@ -46,7 +46,7 @@ def format_table(result, per_class: bool = False) -> str:
 
 def run(args) -> int:
     from stale.evaluation import evaluate_files
-    from stale.io import atomic_write_json
+    from stale.core.io import atomic_write_json
 
     result = evaluate_files(args.ground_truth, args.predictions, args.subset, args.tiou,
                             args.blocked)

@@ -1,7 +1,7 @@
 """``stale extract VIDEO_OR_DIR... --out DIR``: CLIP image features of your own videos.
 
 Writes ``<prefix><stem>.npy`` (T, C) per video, ``extract_meta.json`` and a ``videos.json``
-annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.extract` and
+annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.runs.extract` and
 docs/extract.md.
 """
 
@@ -32,17 +32,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable videos (counted in the summary and meta) instead of failing")
     parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    import logging
     import sys
 
-    from stale.engine import resolve_device
-    from stale.extract import ExtractConfig, extract_videos, load_image_encoder
+    from stale.runs.extract import ExtractConfig, extract_videos
+    from stale.text.image import load_image_encoder
+    from stale.training.runtime import resolve_device, set_threads
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    set_threads(args.threads)
     cfg = ExtractConfig(arch=args.arch, weights=args.weights, clip_frames=args.clip_frames,
                         stride=args.stride, frames_per_clip=args.frames_per_clip,
                         batch_size=args.batch_size, device=str(resolve_device(args.device)),

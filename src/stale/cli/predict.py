@@ -1,4 +1,4 @@
-"""``stale predict RUN_DIR --annotations FILE --subset NAME --out PRED.json [...]``."""
+"""``stale predict RUN_DIR --out PRED.json [--gt-out GT.json] [--classes ...] [...]``."""
 
 HELP = "detect actions of any named classes with a trained run (ActivityNet results format)"
 
@@ -17,10 +17,12 @@ def add_arguments(parser):
                         help="predict on every video of the subset, not only those containing the classes")
     parser.add_argument("--out", required=True, help="results JSON to write")
     parser.add_argument("--gt-out", default=None,
-                        help="also write the ground truth restricted to these classes and videos "
+                        help="also write the ground truth of exactly these classes and videos "
                              "(official layout, for stale evaluate)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an inference setting, e.g. --set inference.top_k=20")
     parser.add_argument("--fuse-video-scores", default=None, metavar="JSON",
@@ -28,40 +30,17 @@ def add_arguments(parser):
                              "video scores {video: {class: score}}; output marked as not zero-shot")
 
 
-def _classes(spec):
-    from pathlib import Path
-
-    from stale.errors import StaleError
-
-    if spec is None:
-        return None
-    if spec.startswith("@"):
-        path = Path(spec[1:])
-        if not path.is_file():
-            raise StaleError(f"class file not found: {path}")
-        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    else:
-        names = [n.strip() for n in spec.split(",")]
-    names = [n for n in names if n]
-    if not names:
-        raise StaleError("--classes gave no class names")
-    return names
-
-
 def run(args):
-    import logging
+    from stale.core.errors import StaleError
+    from stale.runs.predict import load_run, read_class_names, run_prediction
+    from stale.training.runtime import set_threads
 
-    from stale.data.annotations import AnnotationPolicy, load_annotations
-    from stale.engine import resolve_device
-    from stale.inference import load_run, run_prediction
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_ = load_run(args.run, resolve_device(args.device), args.overrides)
-    cfg = run_.cfg
-    path = args.annotations or cfg.data.annotation_path()
-    ann = load_annotations(path, policy=AnnotationPolicy(blocked=tuple(cfg.data.blocked),
-                                                         exclude_videos=tuple(cfg.data.exclude_videos)))
-    run_prediction(run_, ann, args.subset or cfg.data.test_subset, args.out, args.features,
-                   _classes(args.classes), args.all_videos, args.batch_size,
-                   args.fuse_video_scores, args.gt_out)
+    if args.batch_size < 1:
+        raise StaleError(f"--batch-size must be >= 1, got {args.batch_size}")
+    set_threads(args.threads)
+    classes = read_class_names(args.classes)
+    run_ = load_run(args.run, args.device, args.overrides, annotations=args.annotations, features=args.features)
+    run_prediction(run_, args.out, subset=args.subset, classes=classes, all_videos=args.all_videos,
+                   batch_size=args.batch_size, fuse_scores=args.fuse_video_scores, gt_out=args.gt_out,
+                   overwrite=args.overwrite, annotations_path=args.annotations)
     return 0

@@ -31,7 +31,7 @@ def add_arguments(parser):
 def _classes(annotations, dataset):
     from stale.data import resources
     from stale.data.annotations import load_annotations
-    from stale.errors import StaleError
+    from stale.core.errors import StaleError
 
     if annotations is None:
         if dataset is None:
@@ -56,7 +56,7 @@ def _show(args) -> int:
 
 def _validate(args) -> int:
     from stale.data.splits import NUM_SPLITS, canonical_dataset, load_split, read_split_files, validate_split
-    from stale.errors import StaleError
+    from stale.core.errors import StaleError
 
     if (args.seen is None) != (args.unseen is None):
         raise StaleError("give both --seen and --unseen for a user-defined split")

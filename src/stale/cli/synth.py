@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from stale.configtools import apply_overrides, from_dict, to_dict
-    from stale.errors import StaleError
+    from stale.core.config import apply_overrides, from_dict, to_dict
+    from stale.core.errors import StaleError
     from stale.synth.generate import SynthConfig, SynthDataset, default_embed_fn
 
     data = to_dict(SynthConfig())

@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
 
 def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
     """Class names from ``--classes`` or ``--classes-file`` (blank lines ignored, names stripped)."""
-    from stale.errors import StaleError
+    from stale.core.errors import StaleError
 
     if classes is not None:
         names = [c.strip() for c in classes.split(",")]
@@ -62,8 +62,8 @@ def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
 def run(args) -> int:
     import numpy as np
 
-    from stale.errors import StaleError
-    from stale.io import atomic_save, atomic_write_json
+    from stale.core.errors import StaleError
+    from stale.core.io import atomic_save, atomic_write_json
     from stale.text.embed import embed_class_names
     from stale.text.weights import OFFLINE_ARCH
 

@@ -1,23 +1,36 @@
-"""``stale train CONFIG.yaml [--set key=value ...] --out RUN_DIR [--resume]``."""
+"""``stale train CONFIG [--set key=value ...] --out RUN_DIR [--resume | --overwrite]``."""
 
 HELP = "train STALE on the seen classes (or all classes) of a config"
 
 
 def add_arguments(parser):
-    parser.add_argument("config", help="YAML run config (see configs/)")
+    parser.add_argument("config", help="YAML run config, or the name of a shipped one (stale config list)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in --out; the old run is moved aside to OUT.old-<time>, never deleted")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the first training steps (torch profiler) and print a per-module table")
 
 
 def run(args):
-    import logging
+    from stale.runs.config import load_run_config
+    from stale.runs.train import run_training
 
-    from stale.config import load_run_config
-    from stale.training import run_training
+    extra = []
+    if args.threads is not None:
+        extra.append(f"train.threads={args.threads}")
+    if args.device is not None:
+        extra.append(f"train.device={args.device}")
+    cfg = load_run_config(args.config, [*args.overrides, *extra])
+    if args.profile:
+        from stale.runs.profile import profile_training
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_run_config(args.config, args.overrides)
-    run_training(cfg, args.out, resume=args.resume)
+        print(profile_training(cfg))
+        return 0
+    run_training(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Mapping
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class AnnotationReport:
     reversed: int = 0
     starts_beyond_duration: int = 0
     clipped_to_duration: int = 0
+    negative_starts_clipped: int = 0
     zero_length: int = 0
     duplicates: int = 0
     multi_label: int = 0  # boundary pairs carrying two or more labels (all labels kept)
@@ -137,6 +138,7 @@ class AnnotationReport:
             f"reversed {rev} {self.reversed}",
             f"starting at/after duration dropped {self.starts_beyond_duration}",
             f"clipped to duration {self.clipped_to_duration}",
+            f"negative starts clipped to 0 {self.negative_starts_clipped}",
             f"zero-length dropped {self.zero_length}",
             f"duplicates dropped {self.duplicates}",
             f"multi-label kept {self.multi_label}",
@@ -354,6 +356,10 @@ def _clean(raw: _Raw, policy: AnnotationPolicy, rep: AnnotationReport) -> list[S
             if policy.reversed == "drop":
                 continue
             start, end = end, start
+        if start < 0:
+            # a time before the video starts: clipped to 0 (counted); nothing left is dropped below
+            rep.negative_starts_clipped += 1
+            start = 0.0
         if start >= dur:
             rep.starts_beyond_duration += 1
             continue
@@ -411,7 +417,7 @@ def _build(raws: list[_Raw], source: Path, layout: str, policy: AnnotationPolicy
         if not v.segments:
             rep.empty_videos[v.subset] = rep.empty_videos.get(v.subset, 0) + 1
     aset = AnnotationSet(videos, rep)
-    log.info("%s", rep.summary())
+    log.debug("%s", rep.summary())
     return aset
 
 
@@ -557,7 +563,7 @@ class AnnotationSet:
         cf = ClassFilterReport(policy, len(keep), len(self), len(out),
                                sum(len(v.segments) for v in out.values()), to_bg, removed)
         result = AnnotationSet(out, replace(self.report, class_filter=cf))
-        log.info("%s", result.report.summary())
+        log.debug("%s", result.report.summary())
         return result
 
     def to_activitynet_json(self) -> dict:

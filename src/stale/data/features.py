@@ -8,16 +8,16 @@ in :attr:`FeatureStore.nonfinite_counts` (and logged once per file).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
+from stale.core.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass
@@ -44,6 +44,22 @@ class FeatureConfig:
             raise StaleError(f"nonfinite: must be 'error' or 'zero', got {self.nonfinite!r}")
         if self.dim is not None and self.dim <= 0:
             raise StaleError(f"dim: must be positive, got {self.dim}")
+
+
+@dataclass
+class FeatureScan:
+    """What :meth:`FeatureStore.scan` found: channel count, native lengths, non-finite counts."""
+
+    dim: int | None
+    lengths: dict[str, int]
+    nonfinite: dict[str, int]
+
+    def report(self) -> dict:
+        return {"channels": self.dim, "videos": len(self.lengths),
+                "native_length_min": min(self.lengths.values(), default=0),
+                "native_length_max": max(self.lengths.values(), default=0),
+                "nonfinite_videos": len(self.nonfinite),
+                "nonfinite_values_replaced": int(sum(self.nonfinite.values()))}
 
 
 class FeatureStore:
@@ -108,9 +124,59 @@ class FeatureStore:
                 raise StaleError(f"{path}: {n} non-finite values (first at time step {t}); "
                                  f"set nonfinite='zero' to replace them by 0")
             out[bad] = 0.0
+            if video_id not in self.nonfinite_counts:
+                log.warning("%s: replaced %d non-finite values by 0", path, n)
             self.nonfinite_counts[video_id] = n
-            log.warning("%s: replaced %d non-finite values by 0", path, n)
         return out
+
+    def header(self, video_id: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a feature file, read from its .npy header only."""
+        path = self.path(video_id)
+        try:
+            with open(path, "rb") as fh:
+                fmt = np.lib.format
+                version = fmt.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = fmt.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = fmt.read_array_header_2_0(fh)
+                else:  # newer header versions: let numpy parse them
+                    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+                    shape, dtype = arr.shape, arr.dtype
+        except FileNotFoundError:
+            raise StaleError(f"features of video {video_id} not found: expected {path}") from None
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise StaleError(f"{path}: not a readable .npy array ({exc})") from None
+        return tuple(int(x) for x in shape), np.dtype(dtype)
+
+    def scan(self, video_ids, expected_dim: int | None = None, progress: bool = False) -> "FeatureScan":
+        """Check every file of ``video_ids`` before any work: readable, (T, C) floating point,
+        one channel count (``expected_dim`` when given), finite (or counted, ``nonfinite="zero"``).
+
+        Reads each file once (memory-mapped: the resident memory stays one file's). Errors name
+        the file; the result gives the channel count, lengths and non-finite counts.
+        """
+        from stale.core.logs import progress as bar
+
+        video_ids = list(video_ids)
+        dim, first = expected_dim, None
+        lengths: dict[str, int] = {}
+        for vid in bar(video_ids, desc="checking features", unit="video", enabled=progress):
+            shape, dtype = self.header(vid)
+            path = self.path(vid)
+            if len(shape) != 2 or shape[0] == 0:
+                raise StaleError(f"{path}: expected a (T, C) array with T > 0, got shape {shape}")
+            if dtype.kind != "f":
+                raise StaleError(f"{path}: expected floating-point features, got dtype {dtype}")
+            if dim is None:
+                dim, first = shape[1], path
+            elif shape[1] != dim:
+                ref = (f"the first file {first} has {dim}" if first is not None
+                       else f"model.input_dim / data.features.dim is {dim}")
+                raise StaleError(f"{path}: has {shape[1]} channels but {ref}")
+            self.load(vid)  # finiteness (error or counted), done once up front
+            lengths[vid] = shape[0]
+        return FeatureScan(dim=dim, lengths=lengths, nonfinite=dict(self.nonfinite_counts))
 
     def load_resampled(self, video_id: str, num_snippets: int) -> np.ndarray:
         """Features linearly resampled to STALE's fixed length: (num_snippets, C) float32."""

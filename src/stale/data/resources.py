@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources as _ir
 from pathlib import Path
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 BLOCKED_LISTS = {"api": "blocked_api.json", "missing_features": "blocked_missing_features.json"}
 ANNOTATIONS = {"thumos14": "thumos14.json", "activitynet": "activity_net.v1-3.json.gz"}

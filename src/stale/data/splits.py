@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 _DATASETS = {"thumos14": "thumos14", "thumos": "thumos14", "th14": "thumos14",
              "activitynet": "activitynet", "anet": "activitynet", "activitynet1.3": "activitynet",
@@ -139,7 +139,7 @@ def random_split(classes: Sequence[str], unseen_fraction: float, seed: int, name
 
 def write_split(split: ZeroShotSplit, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``train.list`` (seen) and ``test.list`` (unseen) into ``out_dir`` atomically."""
-    from stale.io import atomic_write_text
+    from stale.core.io import atomic_write_text
 
     out = Path(out_dir)
     paths = (out / "train.list", out / "test.list")

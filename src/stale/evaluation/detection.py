@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.evaluation.inputs import (GroundTruth, Predictions, load_blocked, load_json_file,
                                      parse_ground_truth, parse_predictions)
 from stale.evaluation.matching import greedy_match

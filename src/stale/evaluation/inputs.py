@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 _NUMBER_TYPES = {float, int}
 _SEGMENT_TYPES = {list, tuple}

@@ -9,7 +9,7 @@ from stale.model.heads import (ConsistencyProjections, CosineClassifier, Dynamic
 from stale.model.losses import (LossConfig, STALELoss, classification_loss, completeness_loss,
                                 consistency_loss, mask_loss)
 from stale.model.masking import MaskingConfig, RepresentationMasking, straight_through_binarize
-from stale.model.stale import STALE, ModelConfig
+from stale.model.network import STALE, ModelConfig
 from stale.model.temporal import TemporalConfig, TemporalEncoder
 
 __all__ = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @dataclass

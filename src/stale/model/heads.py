@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @dataclass

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
+from stale.model.outputs import LossTerms, ModelOutput, Targets
 
 
 @dataclass
@@ -84,7 +85,7 @@ def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | 
         raise StaleError(f"loss.class_weights has {class_weights.numel()} entries, expected "
                          f"{num_classes} (K action classes + background)")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise StaleError(f"targets['snippet_labels'] must lie in [0, {num_classes - 1}], got "
+        raise StaleError(f"targets.snippet_labels must lie in [0, {num_classes - 1}], got "
                          f"range [{int(labels.min())}, {int(labels.max())}]")
     labels = labels.long()
     ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")   # (B, T)
@@ -151,11 +152,8 @@ def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tenso
 class STALELoss(nn.Module):
     """Total objective ``w_c L_c + w_m L_m + w_comp L_comp + w_const L_const``.
 
-    ``forward(out, targets)`` takes the model output dict (``class_logits``, ``mask_logits``,
-    ``fg_logits``, ``fg_learned``, ``const_clf_feats``, ``const_mask_feats``) and the targets of
-    docs/architecture.md (``snippet_labels``, ``instance_masks``, ``fg_mask``); returns a dict
-    with ``total``, ``cls``, ``mask``, ``comp``, ``const``. L_comp is 0 when the masking has no
-    learned predictor (``none`` / ``gt`` ablations).
+    ``forward(out: ModelOutput, targets: Targets) -> LossTerms``. L_comp is 0 when the masking
+    has no learned predictor (``none`` / ``gt`` ablations).
     """
 
     def __init__(self, cfg: LossConfig | None = None):
@@ -167,29 +165,22 @@ class STALELoss(nn.Module):
                              None if cw is None else torch.tensor(cw, dtype=torch.float32),
                              persistent=False)
 
-    def forward(self, out: dict, targets: dict) -> dict[str, Tensor]:
+    def forward(self, out: ModelOutput, targets: Targets) -> LossTerms:
         cfg = self.cfg
-        b, t = out["class_logits"].shape[:2]
+        b, t = out.class_logits.shape[:2]
         for key, shape in (("snippet_labels", (b, t)), ("instance_masks", (b, t, t)),
                            ("fg_mask", (b, t))):
-            if key not in targets:
-                raise StaleError(f"targets: missing '{key}'")
-            if tuple(targets[key].shape) != shape:
-                raise StaleError(f"targets['{key}'] has shape {tuple(targets[key].shape)}, "
+            value = getattr(targets, key)
+            if tuple(value.shape) != shape:
+                raise StaleError(f"targets.{key} has shape {tuple(value.shape)}, "
                                  f"expected {shape} to match the model output")
-        fg = targets["fg_mask"]
-        terms = {
-            "cls": classification_loss(out["class_logits"], targets["snippet_labels"],
-                                       self.class_weights),
-            "mask": mask_loss(out["mask_logits"], targets["instance_masks"], fg,
-                              cfg.lambda_dice),
-            "comp": (completeness_loss(out["fg_logits"], fg) if out.get("fg_learned", True)
-                     else out["fg_logits"].float().sum() * 0.0),
-            "const": consistency_loss(out["class_logits"], out["mask_logits"],
-                                      out["const_clf_feats"], out["const_mask_feats"],
-                                      cfg.const_topk, cfg.const_class_threshold,
-                                      cfg.const_mask_threshold),
-        }
-        terms["total"] = (cfg.w_cls * terms["cls"] + cfg.w_mask * terms["mask"]
-                          + cfg.w_comp * terms["comp"] + cfg.w_const * terms["const"])
-        return terms
+        fg = targets.fg_mask
+        cls = classification_loss(out.class_logits, targets.snippet_labels, self.class_weights)
+        mask = mask_loss(out.mask_logits, targets.instance_masks, fg, cfg.lambda_dice)
+        comp = (completeness_loss(out.fg_logits, fg) if out.fg_learned
+                else out.fg_logits.float().sum() * 0.0)
+        const = consistency_loss(out.class_logits, out.mask_logits, out.const_clf_feats,
+                                 out.const_mask_feats, cfg.const_topk, cfg.const_class_threshold,
+                                 cfg.const_mask_threshold)
+        total = cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
+        return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const)

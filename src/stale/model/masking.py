@@ -30,7 +30,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
+from stale.model.outputs import MaskingResult
 
 #: logit standing for "certainly foreground/background" where the mask is not predicted
 FIXED_LOGIT = 20.0
@@ -91,14 +92,9 @@ def _mlp(width: int, layers: int) -> nn.Sequential:
 
 
 class RepresentationMasking(nn.Module):
-    """F_vis ``(B, T, C)`` -> foreground mask and foreground features.
-
-    ``forward`` returns a dict:
-    ``fg_logits`` (B, T) pre-sigmoid L_hat; ``fg_hard`` (B, T) bool binarised mask;
-    ``fg_weight`` (B, T) float gate, equal to ``fg_hard`` in value, straight-through gradient;
-    ``fg_features`` (B, T, C) = F_vis * fg_weight (background rows are zero);
-    ``fg_learned`` bool; and for ``decoder`` also ``query_masks`` (B, Nz, T) = L_q.
-    """
+    """F_vis ``(B, T, C)`` -> foreground mask and foreground features, a
+    :class:`~stale.model.outputs.MaskingResult` (``fg_features`` = F_vis * gate: background
+    rows are zero; ``query_masks`` = L_q for ``decoder``)."""
 
     def __init__(self, cfg: MaskingConfig, width: int):
         super().__init__()
@@ -127,10 +123,10 @@ class RepresentationMasking(nn.Module):
                 nn.Conv1d(width, width, cfg.cnn_kernel, padding=pad), nn.ReLU(),
                 nn.Conv1d(width, 1, 1))
 
-    def forward(self, f_vis: Tensor, gt_fg: Tensor | None = None) -> dict:
+    def forward(self, f_vis: Tensor, gt_fg: Tensor | None = None) -> MaskingResult:
         """``f_vis`` (B, T, C); ``gt_fg`` (B, T) in {0, 1}, required only for kind ``gt``."""
         kind = self.cfg.kind
-        out: dict = {"fg_learned": kind in ("decoder", "cnn")}
+        query_masks = None
         if kind == "decoder":
             q = self.queries.unsqueeze(0).expand(f_vis.shape[0], -1, -1)
             b_q = self.mask_proj(self.decoder(q, f_vis))                 # (B, Nz, C)
@@ -140,7 +136,7 @@ class RepresentationMasking(nn.Module):
             # L_q in (0, 1) caps the fg/bg logit gap at sum(W_q) and, measured on the demo
             # benchmark, never left the all-background prior; on the logits it learns at once
             fg_logits = self.query_weight(q_logits.transpose(1, 2)).squeeze(-1)  # pre-sigmoid
-            out["query_masks"] = l_q
+            query_masks = l_q
         elif kind == "cnn":
             fg_logits = self.cnn(f_vis.transpose(1, 2)).squeeze(1)
         else:
@@ -160,6 +156,6 @@ class RepresentationMasking(nn.Module):
             weight = straight_through_binarize(prob, self.cfg.theta_bin)
         else:
             weight = (prob >= self.cfg.theta_bin).to(prob.dtype)
-        out.update(fg_logits=fg_logits, fg_hard=prob >= self.cfg.theta_bin, fg_weight=weight,
-                   fg_features=f_vis * weight.unsqueeze(-1).to(f_vis.dtype))
-        return out
+        return MaskingResult(fg_logits=fg_logits, fg_hard=prob >= self.cfg.theta_bin, fg_weight=weight,
+                             fg_features=f_vis * weight.unsqueeze(-1).to(f_vis.dtype),
+                             learned=kind in ("decoder", "cnn"), query_masks=query_masks)

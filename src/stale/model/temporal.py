@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @dataclass

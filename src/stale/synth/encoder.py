@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @dataclass

@@ -20,9 +20,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from stale.configtools import to_dict
-from stale.errors import StaleError
-from stale.io import atomic_save, atomic_write_json
+from stale.core.config import to_dict
+from stale.core.errors import StaleError
+from stale.core.io import atomic_save, atomic_write_json
 from stale.synth.encoder import RandomVisualEncoder, VisualEncoderConfig
 from stale.synth.layouts import (LayoutSpec, SourceVideo, annotation_json, get_layout, load_source,
                                  select_videos)
@@ -115,11 +115,20 @@ class SynthDataset:
     def annotation(self) -> dict:
         return annotation_json(self.layout, self.videos, self.classes, self._extra)
 
-    def write(self, out_dir: str | Path, text_info: dict | None = None, progress=None) -> dict:
-        """Write annotations, features and metadata under ``out_dir``; returns the metadata."""
+    def write(self, out_dir: str | Path, text_info: dict | None = None, progress=None,
+              overwrite: bool = False) -> dict:
+        """Write annotations, features and metadata under ``out_dir``; returns the metadata.
+
+        The folder must be new, empty, or one this generator wrote (``synth_meta.json`` is the
+        marker; it is written first, with ``"complete": false``, so an interrupted write is
+        recognised and finished by the next call). Anything else needs ``overwrite``.
+        """
         out = Path(out_dir)
+        check_synth_folder(out, overwrite, to_dict(self.cfg))
         feat_dir = out / "features"
         feat_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "synth_meta.json", {"generator": "stale.synth", "complete": False,
+                                                    "seed": self.cfg.seed, "config": to_dict(self.cfg)})
         per_video, distractors = {}, {}
         unplaced = zero_len = 0
         for v, r in self.iter_rendered():
@@ -136,7 +145,7 @@ class SynthDataset:
         atomic_write_json(out / "annotations.json", self.annotation())
         lay = self.layout
         meta = {
-            "generator": "stale.synth", "generator_version": GENERATOR_VERSION,
+            "generator": "stale.synth", "generator_version": GENERATOR_VERSION, "complete": True,
             "layout": lay.name, "seed": self.cfg.seed, "feature_dim": self.cfg.dim,
             "clip_frames": lay.clip_frames, "stride": lay.stride,
             "fps": lay.feature_fps if lay.feature_fps is not None else "per video (annotation 'fps')",
@@ -149,6 +158,26 @@ class SynthDataset:
         }
         atomic_write_json(out / "synth_meta.json", meta)
         return meta
+
+
+def check_synth_folder(out: Path, overwrite: bool = False, config: dict | None = None) -> None:
+    """Refuse to write into a folder holding files the generator did not create, or a dataset
+    made with another config (see ``write``)."""
+    from stale.core.io import read_json
+    from stale.core.outputs import Output, check_outputs
+
+    check_outputs([Output(out, "dir", "--out", exists_ok=True)])
+    if overwrite or not out.is_dir() or not any(out.iterdir()):
+        return
+    meta = out / "synth_meta.json"
+    if not meta.is_file() or read_json(meta).get("generator") != "stale.synth":
+        raise StaleError(f"--out {out}: folder holds files stale synth did not write; choose an empty or "
+                         f"new folder, or pass --overwrite")
+    have = read_json(meta).get("config")
+    if config is not None and have != config:
+        diff = sorted(k for k in set(have or {}) | set(config) if (have or {}).get(k) != config.get(k))
+        raise StaleError(f"--out {out}: holds a synthetic dataset made with other settings ({', '.join(diff)}); "
+                         f"choose another folder, or pass --overwrite")
 
 
 def default_embed_fn(weights: str | None = None, template: str = "a video of {}.") -> EmbedFn:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from stale.data.timeline import NativeTimeline
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 

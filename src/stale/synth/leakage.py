@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 def permute_unseen_names(class_names: Sequence[str], unseen: Sequence[str], seed: int) -> list[str]:

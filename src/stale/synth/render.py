@@ -39,7 +39,7 @@ class RenderConfig:
     actionness: float = 0.0  # α_a, weight of the direction shared by all actions (class-agnostic cue)
 
     def validate(self) -> None:
-        from stale.errors import StaleError
+        from stale.core.errors import StaleError
 
         for name in ("noise", "instance_variation", "boundary_softness", "distractor_rate",
                      "pseudo_class_ratio", "bg_variation", "bg_context", "bg_drift", "actionness"):

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.text.tokens import ClipTokenizer, check_class_names
 from stale.text.tower import ClipTextTower
 

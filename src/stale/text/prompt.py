@@ -30,7 +30,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 from stale.text.tokens import ClipTokenizer, check_class_names
 from stale.text.tower import ClipTextTower
 
@@ -63,6 +63,9 @@ class TextEncoderConfig:
     grad_checkpointing: recompute the tower's residual blocks during backward instead of keeping
         their activations (same results; ViT-B/16 with 151 prompts: tower forward + backward
         peak 6.8 GB -> 1.9 GB, ~20 % more text-tower time). Applies whenever gradients are recorded.
+    truncate: a prompt longer than CLIP's 77 tokens is an ``error`` (default), or with ``name``
+        the class name's last tokens are cut to fit, as CoOp does (counted in
+        ``PromptedTextEncoder.truncated`` and reported in the run folder).
     """
 
     arch: str = "ViT-B-16"
@@ -76,6 +79,7 @@ class TextEncoderConfig:
     seed: int = 0
     cache_dir: str | None = None
     grad_checkpointing: bool = True
+    truncate: Literal["error", "name"] = "error"
 
     def validate(self) -> None:
         if self.context_length < 0:
@@ -106,6 +110,8 @@ class PromptedTextEncoder(nn.Module):
             p.requires_grad_(cfg.finetune and not name.startswith("token_embedding"))
         self._layouts: OrderedDict[tuple[str, ...], tuple[Tensor, ...]] = OrderedDict()
         self._features: OrderedDict[tuple[str, ...], tuple[tuple, Tensor]] = OrderedDict()
+        #: class name -> BPE tokens cut from it to fit the prompt (``truncate: name``)
+        self.truncated: dict[str, int] = {}
 
     # ------------------------------------------------------------------ initialisation
     def _phrase_embedding(self, phrase: str) -> Tensor:
@@ -150,11 +156,17 @@ class PromptedTextEncoder(nn.Module):
         rows = []
         for k, name in enumerate(names + (None,)):
             body = [-2] if name is None else self.tokenizer.encode_name(name, k)   # -2 marks bg
+            room = max_len - (n + len(tok.period) + 2)
+            if len(body) > room and self.cfg.truncate == "name" and room >= 1 and name is not None:
+                # CoOp's way out of the 77-token limit: the name's tail is cut (counted)
+                self.truncated[name] = len(body) - room
+                body = body[:room]
             seq = [tok.sot] + [-1] * half + body + [-1] * (n - half) + tok.period + [tok.eot]
             if len(seq) > max_len:
                 raise StaleError(
                     f"class {k} {name!r}: prompt needs {len(seq)} tokens ({len(body)} for the name, "
-                    f"{n} context) but CLIP allows {max_len}; shorten the name or text.context_length")
+                    f"{n} context) but CLIP allows {max_len}; shorten the name, lower text.context_length, "
+                    f"or set text.truncate=name")
             rows.append(seq)
         length = max(len(r) for r in rows)
         raw = torch.zeros(len(rows), length, dtype=torch.long)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 class ClipTokenizer:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from stale.errors import StaleError
+from stale.core.errors import StaleError
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from stale.errors import StaleError
-from stale.io import atomic_save, atomic_write_json
+from stale.core.errors import StaleError
+from stale.core.io import atomic_save, atomic_write_json
 from stale.text.tower import OFFLINE_SPEC, TEST_SPEC, ClipTextTower, TowerSpec, build_random_tower
 
 OFFLINE_ARCH = "stale-offline"   # seeded random tower, created once and cached on disk
@@ -106,7 +106,9 @@ def text_state_dict(state: dict[str, torch.Tensor], where: str) -> dict[str, tor
     return out
 
 
-def sidecar_config(path: Path) -> dict | None:
+def sidecar_config(path: Path, need: str = "text_cfg") -> dict | None:
+    """The open_clip model config next to a checkpoint (``<stem>.json`` or
+    ``open_clip_config.json``), which must have a ``need`` mapping; None when there is none."""
     for cand in (path.with_suffix(".json"), path.parent / "open_clip_config.json"):
         if cand.is_file():
             try:
@@ -114,8 +116,8 @@ def sidecar_config(path: Path) -> dict | None:
             except (OSError, ValueError) as exc:
                 raise StaleError(f"{cand}: unreadable model config ({exc})") from None
             cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
-            if not isinstance(cfg, dict) or not isinstance(cfg.get("text_cfg"), dict):
-                raise StaleError(f"{cand}: model config has no 'text_cfg' mapping")
+            if not isinstance(cfg, dict) or not isinstance(cfg.get(need), dict):
+                raise StaleError(f"{cand}: model config has no '{need}' mapping")
             return cfg
     return None
 
@@ -188,29 +190,52 @@ def load_checkpoint_file(path: str | os.PathLike, arch: str | None = None,
 
 # ----------------------------------------------------------------------------- tags
 
-def pretrained_file(arch: str, tag: str) -> tuple[str, bool | None]:
-    """Path of the weights for an open_clip pretrained tag, downloading unless offline."""
+HUB_HOST = "huggingface.co"
+LOCAL_WEIGHTS_HINT = ("pass a local CLIP checkpoint instead: --weights / --set text.weights=PATH to an "
+                      "OpenAI .pt archive, an open_clip state dict or a .safetensors file (docs/text.md, "
+                      "'Getting real CLIP weights')")
+
+
+def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the weights hub opens within ``timeout`` seconds."""
+    import socket
+
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pretrained_file(arch: str, tag: str, what: str = "text encoder weights") -> tuple[str, bool | None]:
+    """Path of the weights for an open_clip pretrained tag: a cached copy (Hugging Face cache,
+    ``$HF_HOME``), else a download. Offline (``HF_HUB_OFFLINE``/``STALE_OFFLINE``) or with the hub
+    unreachable (a 3-second probe) this fails at once with one line saying how to pass a local file,
+    instead of open_clip's minute of retries."""
     import open_clip
     from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
     pcfg = get_pretrained_cfg(arch, tag)
     if not pcfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise StaleError(f"text encoder weights {tag!r}: not a file and not a pretrained tag of "
+        raise StaleError(f"{what} {tag!r}: not a file and not a pretrained tag of "
                          f"{arch!r} (tags: {', '.join(tags) or 'none'})")
     quick = pcfg.get("quick_gelu")
-    if is_offline():
-        cached = _hf_cached(pcfg.get("hf_hub", ""))
-        if cached is None:
-            raise StaleError(
-                f"text encoder weights {arch}/{tag} need a download, but downloads are off "
-                f"(HF_HUB_OFFLINE/STALE_OFFLINE set) and no cached copy exists; pass a local "
-                f"checkpoint file as weights, or use arch {OFFLINE_ARCH!r} (seeded random tower)")
+    cached = _hf_cached(pcfg.get("hf_hub", ""))
+    if cached is not None:
         return cached, quick
+    if is_offline():
+        extra = f", or use text.arch {OFFLINE_ARCH!r} (seeded random tower)" if what.startswith("text") else ""
+        raise StaleError(f"{what} {arch}/{tag} need a download, but downloads are off "
+                         f"(HF_HUB_OFFLINE/STALE_OFFLINE set) and no cached copy exists; {LOCAL_WEIGHTS_HINT}{extra}")
+    if not hub_reachable():
+        raise StaleError(f"{what} {arch}/{tag} need a download from {HUB_HOST}, which cannot be reached "
+                         f"from this machine; {LOCAL_WEIGHTS_HINT}")
     try:
         return download_pretrained(pcfg), quick
-    except Exception as exc:
-        raise StaleError(f"could not download text encoder weights {arch}/{tag}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any download failure is an environment problem
+        raise StaleError(f"could not download {what} {arch}/{tag}: {' '.join(str(exc).split())[:200]}; "
+                         f"{LOCAL_WEIGHTS_HINT}") from None
 
 
 def _hf_cached(hf_hub: str) -> str | None:

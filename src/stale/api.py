@@ -1,0 +1,58 @@
+"""The public Python API (``import stale``): the same operations as the CLI, for notebooks.
+
+>>> import stale
+>>> run_dir = stale.train("demo", "runs/demo", overrides=["data.annotations=...", "data.features.root=..."])
+>>> run = stale.load_run(run_dir)
+>>> dets = run.detect("features/video_test_0000004.npy", ["pole vault", "high jump"], duration=33.5)
+>>> result = stale.evaluate("gt.json", "pred.json", subset="test", tiou="thumos14")
+>>> split = stale.splits("thumos14", 75, 0)
+
+See docs/api.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def load_run(path: str | os.PathLike, device: str = "auto", overrides: Sequence[str] = (),
+             annotations: str | os.PathLike | None = None, features: str | os.PathLike | None = None):
+    """A trained run folder (or checkpoint file) ready to detect: ``run.detect(features, classes)``."""
+    from stale.runs.predict import load_run as _load
+
+    return _load(path, device, overrides, annotations, features)
+
+
+def train(config: str | os.PathLike, out: str | os.PathLike, overrides: Sequence[str] = (),
+          resume: bool = False, overwrite: bool = False) -> Path:
+    """Train a run (``stale train``): ``config`` is a YAML file or a shipped config name; returns
+    the run folder."""
+    from stale.runs.config import load_run_config
+    from stale.runs.train import run_training
+
+    cfg = load_run_config(config, list(overrides))
+    run_training(cfg, out, resume=resume, overwrite=overwrite)
+    return Path(out)
+
+
+def evaluate(ground_truth: Any, predictions: Any, subset: str = "validation",
+             tiou: str | Sequence[float] = "activitynet", blocked: Sequence[str] = ()):
+    """Exact ActivityNet detection mAP (``stale evaluate``): file paths or parsed JSON objects.
+    Returns a :class:`stale.evaluation.DetectionResult` (``.mAP``, ``.average_mAP``, ``.ap``)."""
+    from stale.core.io import read_json
+    from stale.evaluation import evaluate_detection
+
+    gt = read_json(ground_truth) if isinstance(ground_truth, (str, os.PathLike)) else ground_truth
+    pred = read_json(predictions) if isinstance(predictions, (str, os.PathLike)) else predictions
+    return evaluate_detection(gt, pred, subset, tiou, blocked,
+                              gt_source=str(ground_truth) if isinstance(ground_truth, (str, os.PathLike)) else "ground truth",
+                              pred_source=str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions")
+
+
+def splits(dataset: str, setting: int | str, index: int):
+    """One of the 40 standard zero-shot splits: ``.seen`` and ``.unseen`` class names."""
+    from stale.data.splits import load_split
+
+    return load_split(dataset, setting, index)

@@ -1,0 +1,87 @@
+"""Configs of the data side of a run: where annotations and features are, and the protocol.
+
+Relative paths are resolved against the current directory when a run is assembled; the run
+folder then records the absolute paths (and paths relative to itself, so a moved folder that
+carries its data still works: see ``stale.runs.assemble``). ``builtin:thumos14`` /
+``builtin:activitynet`` name an annotation file shipped with stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from stale.core.errors import StaleError
+from stale.data.features import FeatureConfig
+
+
+@dataclass
+class DataConfig:
+    """Where the annotations and features are, and how features are turned into snippets.
+
+    dataset: ``thumos14`` | ``activitynet`` select the standard class splits; any other name is
+        allowed for user data (then give the split as files, or use closed-set).
+    num_snippets: T, every video is resampled to this many snippets (paper: 256 / 100).
+    missing_features: videos without a feature file: ``error`` or ``skip`` (counted in
+        ``data_report.json``).
+    blocked: ``api``, ``missing_features`` or files of video ids to remove.
+    exclude_videos: further video ids to remove.
+    cache_mb: resampled features kept in memory across epochs, at most this many MiB (the
+        rest is read from disk every epoch; 0 streams everything).
+    num_workers: DataLoader worker processes; ``null`` = 0 on the CPU, 2 on CUDA.
+    """
+
+    dataset: str = "thumos14"
+    annotations: str = "builtin:thumos14"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    num_snippets: int = 256
+    train_subset: str = "validation"  # THUMOS14 trains on its validation videos
+    test_subset: str = "test"
+    missing_features: Literal["error", "skip"] = "error"
+    blocked: list[str] = field(default_factory=list)
+    exclude_videos: list[str] = field(default_factory=list)
+    cache_mb: int = 256
+    num_workers: int | None = None
+
+    def validate(self) -> None:
+        if self.num_snippets < 2 or self.num_snippets > 4096:
+            raise StaleError(f"data.num_snippets must be in [2, 4096], got {self.num_snippets}")
+        if self.cache_mb < 0:
+            raise StaleError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
+        if self.num_workers is not None and not 0 <= self.num_workers <= 64:
+            raise StaleError(f"data.num_workers must be in [0, 64] or null, got {self.num_workers}")
+        if not self.annotations:
+            raise StaleError("data.annotations must name an annotation file")
+
+    def annotation_path(self) -> Path:
+        if self.annotations.startswith("builtin:"):
+            from stale.data.resources import annotations_path
+
+            return annotations_path(self.annotations.split(":", 1)[1])
+        return Path(self.annotations).expanduser()
+
+
+@dataclass
+class ProtocolConfig:
+    """Zero-shot (train on seen classes, test on unseen ones) or closed-set (all classes).
+
+    unseen_in_train: what happens to training videos that also contain unseen-class segments:
+        ``background`` (default: the video is kept, those segments become background) or
+        ``drop`` (such videos are left out of training). Both are used in the literature.
+    """
+
+    kind: Literal["zero_shot", "closed_set"] = "zero_shot"
+    setting: int = 75  # 75 (75% seen / 25% unseen) or 50
+    split: int = 0  # which of the 10 standard splits
+    seen_file: str | None = None  # user-defined split: one class name per line
+    unseen_file: str | None = None
+    unseen_in_train: Literal["background", "drop"] = "background"
+
+    def validate(self) -> None:
+        if self.setting not in (75, 50):
+            raise StaleError(f"protocol.setting must be 75 or 50, got {self.setting}")
+        if not 0 <= self.split <= 9:
+            raise StaleError(f"protocol.split must be in 0..9, got {self.split}")
+        if (self.seen_file is None) != (self.unseen_file is None):
+            raise StaleError("protocol.seen_file and protocol.unseen_file go together")

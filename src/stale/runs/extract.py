@@ -1,0 +1,334 @@
+"""CLIP image features from the user's own video files ("video in, segments out").
+
+Each video is decoded in a streaming way with PyAV. Feature ``i`` describes the clip of
+``clip_frames`` consecutive frames starting at frame ``i * stride`` (ActionFormer convention, see
+:class:`stale.data.timeline.NativeTimeline`); a video of ``N`` frames gives
+``T = max(1, (N - clip_frames) // stride + 1)`` features (a video shorter than one clip gives one
+feature from the frames it has). Of each clip, ``frames_per_clip`` evenly spaced frames (one: the
+centre frame) go through CLIP's preprocessing (shorter side resized to the model's image size,
+bicubic; centre crop; CLIP mean/std) and the image tower; their L2-normalised embeddings are
+averaged and L2-normalised again. Output, in one folder:
+
+* ``<prefix><video_id>.npy``: (T, C) float32, written atomically; ``video_id`` = file stem;
+* ``extract_meta.json``: settings (arch, weights, clip_frames, stride, ...) and per video its
+  fps, num_frames, num_features and duration (= num_frames / fps), plus skipped videos;
+* ``videos.json``: an ActivityNet-layout annotation stub (subset ``testing``, durations, no
+  annotations) for ``stale predict --annotations``.
+
+Resume: a video whose ``.npy`` exists and is listed in ``extract_meta.json`` is skipped unless
+``overwrite``. Unreadable videos raise :class:`StaleError` naming the file, or with ``skip_bad``
+are skipped and counted (``ExtractSummary.bad``, meta ``"skipped"``).
+
+Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
+``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
+``model_cfg.vision_cfg``, else from ``arch``), an OpenAI JIT archive, an open_clip pretrained tag
+(default ``"openai"``; never downloaded when ``HF_HUB_OFFLINE``/``STALE_OFFLINE`` is set), or
+``"random"``: ``arch``'s shape with seeded random weights, FOR TESTS AND BENCHMARKS ONLY.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stale.data.timeline import NativeTimeline
+from stale.core.errors import StaleError
+from stale.core.io import atomic_save, atomic_write_json
+from stale.text.image import ImageEncoder, load_image_encoder, preprocess_frames
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv",
+                    ".wmv", ".3gp", ".ts", ".mts")
+META_NAME = "extract_meta.json"
+INDEX_NAME = "videos.json"
+META_FORMAT = "stale-extract/1"
+# settings that must agree between runs writing into the same folder
+_SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
+
+
+@dataclass
+class ExtractConfig:
+    """Feature extraction settings.
+
+    arch:            open_clip architecture of the image tower (paper: CLIP ViT-B/16).
+    weights:         checkpoint file, open_clip tag, or "random" (tests only); None = "openai".
+    clip_frames:     frames per clip/snippet (paper: 16).
+    stride:          frames between clip starts (16: non-overlapping snippets).
+    frames_per_clip: evenly spaced frames encoded per clip and averaged (1 = centre frame).
+    batch_size:      frames per image-tower forward pass.
+    device:          torch device ("cpu", "cuda", ...).
+    prefix:          file-name prefix of the .npy files (e.g. "v_" for ActivityNet-style stores).
+    overwrite:       re-extract videos that already have features.
+    skip_bad:        skip unreadable videos (counted) instead of failing.
+    seed:            seed of the random weights (weights="random").
+    progress:        show a tqdm bar per video.
+    """
+
+    arch: str = "ViT-B-16"
+    weights: str | None = None
+    clip_frames: int = 16
+    stride: int = 16
+    frames_per_clip: int = 1
+    batch_size: int = 64
+    device: str = "cpu"
+    prefix: str = ""
+    overwrite: bool = False
+    skip_bad: bool = False
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise StaleError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.frames_per_clip > self.clip_frames:
+            raise StaleError(f"frames_per_clip ({self.frames_per_clip}) cannot exceed clip_frames "
+                             f"({self.clip_frames})")
+        if os.sep in self.prefix or (os.altsep and os.altsep in self.prefix):
+            raise StaleError(f"prefix: must not contain a path separator, got {self.prefix!r}")
+
+
+@dataclass
+class ExtractSummary:
+    """What :func:`extract_videos` did; ``bad`` maps an unreadable file to the reason."""
+
+    extracted: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    bad: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"extracted {len(self.extracted)}, already done {len(self.resumed)}, "
+                f"skipped unreadable {len(self.bad)}")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def clip_offsets(clip_frames: int, frames_per_clip: int) -> np.ndarray:
+    """Frame offsets inside a clip of the ``frames_per_clip`` evenly spaced samples (1: the centre)."""
+    return np.floor((np.arange(frames_per_clip) + 0.5) * clip_frames / frames_per_clip).astype(np.int64)
+
+
+def clip_frame_indices(num_frames: int, clip_frames: int, stride: int, frames_per_clip: int) -> np.ndarray:
+    """(T, frames_per_clip) frame indices sampled for each clip of a ``num_frames``-frame video.
+
+    Clip ``i`` starts at frame ``i * stride``; indices past the end (videos shorter than one clip)
+    are clipped to the last frame.
+    """
+    t = NativeTimeline(stride, clip_frames, 1.0).num_features(num_frames)
+    idx = np.arange(t)[:, None] * stride + clip_offsets(clip_frames, frames_per_clip)[None, :]
+    return np.minimum(idx, num_frames - 1)
+
+
+# ----------------------------------------------------------------------------- one video
+
+def _open_video(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise StaleError(f"{path}: cannot open video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise StaleError(f"{path}: no video stream")
+    return container
+
+
+def _frames(path: Path, container) -> Iterator:
+    import av
+
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    try:
+        yield from container.decode(stream)
+    except (av.FFmpegError, OSError) as exc:
+        raise StaleError(f"{path}: video is corrupt or truncated ({exc})") from None
+
+
+def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractConfig,
+                 device: torch.device | None = None) -> tuple[np.ndarray, dict]:
+    """Features of one video: ``((T, C) float32 L2-normalised, info)``; info has fps, num_frames,
+    num_features, duration, width, height. Frames are decoded one by one and only the sampled ones
+    are kept, in batches of ``cfg.batch_size``."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    device = device or torch.device(cfg.device)
+    offsets = clip_offsets(cfg.clip_frames, cfg.frames_per_clip)
+    container = _open_video(path)
+    bar = tqdm(desc=path.name, unit="frame", disable=not cfg.progress, leave=False)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not fps > 0:
+            raise StaleError(f"{path}: video stream has no frame rate")
+        bar.total = stream.frames or None
+        ids, embs, batch, batch_ids = [], [], [], []
+        last = None   # the newest frame, in case a short video's clip needs it
+
+        def flush():
+            if batch:
+                x = preprocess_frames(torch.from_numpy(np.stack(batch)).to(device), encoder.image_size,
+                                      encoder.mean, encoder.std)
+                with torch.inference_mode():
+                    embs.append(F.normalize(encoder.tower(x).float(), dim=-1).cpu())
+                ids.extend(batch_ids)
+                batch.clear()
+                batch_ids.clear()
+
+        n = 0
+        for n, frame in enumerate(_frames(path, container), start=1):
+            bar.update(1)
+            k = n - 1
+            last = frame
+            if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
+                continue
+            img = frame.to_ndarray(format="rgb24")
+            if batch and img.shape != batch[0].shape:   # resolution change mid-stream
+                flush()
+            batch.append(img)
+            batch_ids.append(k)
+            if len(batch) >= cfg.batch_size:
+                flush()
+        if n == 0:
+            raise StaleError(f"{path}: no decodable video frames")
+        width, height = last.width, last.height
+        index = clip_frame_indices(n, cfg.clip_frames, cfg.stride, cfg.frames_per_clip)
+        newest = batch_ids[-1] if batch_ids else (ids[-1] if ids else -1)
+        if int(index.max()) == n - 1 and newest != n - 1:   # a clip longer than the video
+            batch.append(last.to_ndarray(format="rgb24"))
+            batch_ids.append(n - 1)
+        flush()
+    finally:
+        bar.close()
+        container.close()
+    emb = torch.cat(embs)                                         # (M, C), rows sorted by frame
+    ids_arr = np.asarray(ids)
+    pos = np.minimum(np.searchsorted(ids_arr, index), len(ids_arr) - 1)   # (T, k) rows of emb
+    if not np.array_equal(ids_arr[pos], index):   # a sampling bug, never the user's input
+        raise RuntimeError(f"{path}: frames {sorted(set(index.ravel()) - set(ids))} were not encoded")
+    feats = F.normalize(emb[torch.from_numpy(pos)].mean(dim=1), dim=-1).numpy().astype(np.float32)
+    info = {"source": str(path), "fps": fps, "num_frames": n, "num_features": int(feats.shape[0]),
+            "duration": n / fps, "width": int(width), "height": int(height)}
+    return feats, info
+
+
+# ----------------------------------------------------------------------------- many videos
+
+def find_videos(inputs) -> list[Path]:
+    """Video files named by ``inputs`` (files, or folders whose video files are taken, sorted)."""
+    out = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise StaleError(f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise StaleError(f"video not found: {p}")
+    stems: dict[str, Path] = {}
+    for p in out:
+        if p.stem in stems and stems[p.stem] != p:
+            raise StaleError(f"two videos with the same id {p.stem!r}: {stems[p.stem]} and {p}; rename one")
+        stems[p.stem] = p
+    return list(stems.values())
+
+
+def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
+    return {"format": META_FORMAT, "arch": cfg.arch, "weights": encoder.description,
+            "random_weights": encoder.random, "clip_frames": cfg.clip_frames, "stride": cfg.stride,
+            "frames_per_clip": cfg.frames_per_clip, "prefix": cfg.prefix,
+            "image_size": list(encoder.image_size), "mean": list(encoder.mean), "std": list(encoder.std),
+            "embed_dim": encoder.embed_dim}
+
+
+def _load_meta(out: Path, settings: dict, overwrite: bool) -> dict:
+    import json
+
+    path = out / META_NAME
+    fresh = {**settings, "videos": {}, "skipped": {}}
+    if not path.is_file():
+        return fresh
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StaleError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+        raise StaleError(f"{path}: not an extract_meta.json (no 'videos' mapping)")
+    diff = [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
+    if diff:
+        if not overwrite:
+            raise StaleError(f"{path}: folder holds features made with other settings ({', '.join(diff)}: "
+                             f"{[meta.get(k) for k in diff]} vs {[settings[k] for k in diff]}); "
+                             f"use --overwrite or another --out")
+        log.warning("%s: other settings before (%s); starting a new index", path, ", ".join(diff))
+        return fresh
+    return {**meta, **settings, "skipped": dict(meta.get("skipped", {}))}
+
+
+def _write_index(out: Path, meta: dict) -> None:
+    atomic_write_json(out / META_NAME, meta)
+    database = {vid: {"subset": "testing", "duration": info["duration"], "url": "", "annotations": []}
+                for vid, info in sorted(meta["videos"].items())}
+    atomic_write_json(out / INDEX_NAME, {"version": "stale-extract", "taxonomy": [], "database": database})
+
+
+def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
+                   encoder: ImageEncoder | None = None) -> ExtractSummary:
+    """Extract features of every video in ``inputs`` into ``out_dir`` (see the module docstring)."""
+    cfg.validate()
+    videos = find_videos(inputs)
+    device = torch.device(cfg.device)
+    if encoder is None:
+        encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
+    if encoder.random:
+        warnings.warn(f"image encoder {encoder.description}: features are meaningless; "
+                      f"for tests and benchmarks only", stacklevel=2)
+    encoder.tower.to(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _load_meta(out, _settings(cfg, encoder), cfg.overwrite)
+    summary = ExtractSummary()
+    for video in videos:
+        vid = video.stem
+        target = out / f"{cfg.prefix}{vid}.npy"
+        if not cfg.overwrite and target.is_file() and vid in meta["videos"]:
+            summary.resumed.append(vid)
+            continue
+        try:
+            feats, info = encode_video(video, encoder, cfg, device)
+        except StaleError as exc:
+            if not cfg.skip_bad:
+                raise
+            log.warning("skipping %s", exc)
+            summary.bad[str(video)] = str(exc)
+            meta["skipped"][str(video)] = str(exc)
+            meta["videos"].pop(vid, None)
+            _write_index(out, meta)
+            continue
+
+        def save(p, arr=feats):
+            with open(p, "wb") as fh:   # np.save(path) would append ".npy" to the temp name
+                np.save(fh, arr)
+
+        atomic_save(target, save)
+        meta["videos"][vid] = info
+        meta["skipped"].pop(str(video), None)
+        _write_index(out, meta)
+        summary.extracted.append(vid)
+    meta["summary"] = asdict(summary) | {"line": summary.line()}
+    _write_index(out, meta)
+    return summary

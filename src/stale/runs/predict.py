@@ -1,0 +1,303 @@
+"""``stale predict``: a trained run + features + class names -> ActivityNet-format results.
+
+The text side takes any class names (that is the point of zero-shot): by default the run's test
+classes (the unseen classes of its split, or all classes in closed-set runs). Results are honest
+by default; fusion with an external video-level classifier is an explicit option whose output is
+labelled as such in the file (``external_data``) and on the terminal.
+
+A run folder is portable: its inputs are found by absolute path, then relative to the folder
+(``inputs.json``), and ``--annotations`` / ``--features`` point elsewhere when the data moved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from stale import __version__
+from stale.core.config import apply_overrides, from_dict
+from stale.core.errors import StaleError
+from stale.core.io import atomic_write_json, read_json
+from stale.core.logs import get_logger, progress
+from stale.core.outputs import Output, check_outputs
+from stale.data.dataset import VideoFeatureDataset, make_loader
+from stale.model.decoding import Detections, postprocess
+from stale.runs.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
+                                 relocate_inputs)
+from stale.runs.config import StaleConfig
+from stale.training.checkpoint import find_checkpoint, load_checkpoint
+from stale.training.runtime import resolve_device
+
+log = get_logger("predict")
+
+#: config keys ``stale predict --set`` may change (the model itself is fixed by its weights)
+PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "text.truncate",
+                   "train.device", "train.amp", "train.threads")
+
+
+class StaleDetector:
+    """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
+    (B,), gt_fg (B, T) or None) -> Detections`` (paper Sec. 3.3 inference)."""
+
+    def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
+        self.model = model
+        self.cfg = cfg
+        self.needs_gt_fg = cfg.model.masking.kind == "gt"
+
+    @torch.no_grad()
+    def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
+                 gt_fg: torch.Tensor | None = None) -> Detections:
+        if self.needs_gt_fg and gt_fg is None:
+            raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
+                             "annotated test videos (their foreground is the mask)")
+        device = features.device
+        self.model.eval()
+        use_amp = self.cfg.train.amp and device.type == "cuda"
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = self.model(features, list(class_names), gt_fg=gt_fg)
+        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
+
+
+def detect_dataset(detector, dataset: VideoFeatureDataset, class_names: Sequence[str], batch_size: int,
+                   device: torch.device, show_progress: bool = False) -> dict[str, list[dict]]:
+    """Results ``{video_id: [{"segment", "label", "score"}]}`` of ``detector`` on ``dataset``."""
+    results: dict[str, list[dict]] = {}
+    loader = make_loader(dataset, range(len(dataset)), batch_size, 0, device.type == "cuda")
+    for batch in progress(loader, desc="detecting", total=len(loader), unit="batch", enabled=show_progress):
+        gt_fg = batch.targets.fg_mask.to(device) if getattr(detector, "needs_gt_fg", False) else None
+        det = detector(batch.features.to(device), class_names, batch.durations, gt_fg=gt_fg)
+        results.update(det.to_results(batch.video_ids, list(class_names)))
+    return results
+
+
+@dataclass
+class LoadedRun:
+    """A run loaded for detection (``stale.load_run``). ``detect`` takes features of any video
+    and any class names."""
+
+    cfg: StaleConfig
+    detector: Any
+    classes: dict
+    checkpoint: str
+    run_dir: Path
+    device: torch.device
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return getattr(self.detector, "model", None)
+
+    def detect(self, features, classes: Sequence[str] | str, duration: float | None = None,
+               top: int | None = None) -> list[dict]:
+        """Detections ``[{"segment": [s, e], "label", "score"}]`` (best first) in one video.
+
+        ``features``: a (T, D) array/tensor or the path of a ``.npy`` file of native-rate
+        features; ``classes``: names (a list or a comma-separated string); ``duration``: the
+        video's length in seconds (default: read from ``videos.json`` next to the ``.npy`` when
+        it was written by ``stale extract``).
+        """
+        names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
+        names = [c for c in names if c]
+        if not names:
+            raise StaleError("detect: no class names given")
+        if len(set(names)) != len(names):
+            raise StaleError(f"detect: duplicate class names in {names}")
+        check_prompts(self.cfg, [names])
+        arr, duration = _features_and_duration(features, duration)
+        if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim:
+            raise StaleError(f"detect: features have shape {tuple(arr.shape)}, the run expects "
+                             f"(T, {self.cfg.model.input_dim})")
+        from stale.data.timeline import resample_features
+
+        x = torch.from_numpy(resample_features(np.ascontiguousarray(arr, dtype=np.float32),
+                                               self.cfg.data.num_snippets))
+        det = self.detector(x.unsqueeze(0).to(self.device), names, [duration])
+        items = det.to_lists(names)[0]
+        return items[:top] if top else items
+
+
+def _features_and_duration(features, duration):
+    source = None
+    if isinstance(features, (str, Path)):
+        source = Path(features)
+        if not source.is_file():
+            raise StaleError(f"detect: feature file not found: {source}")
+        try:
+            arr = np.load(source, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise StaleError(f"{source}: not a readable .npy array ({exc})") from None
+    elif isinstance(features, torch.Tensor):
+        arr = features.detach().cpu().numpy()
+    else:
+        arr = np.asarray(features)
+    if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+        raise StaleError(f"detect: features must be finite floating-point numbers{f' ({source})' if source else ''}")
+    if duration is None and source is not None:
+        index = source.parent / "videos.json"
+        if index.is_file():
+            db = read_json(index).get("database", {})
+            stem = source.stem
+            for vid, entry in db.items():
+                if stem.endswith(vid):
+                    duration = entry.get("duration")
+                    break
+    if duration is None:
+        raise StaleError("detect: give the video's duration in seconds (no videos.json next to the features)")
+    if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+        raise StaleError(f"detect: duration must be a positive number of seconds, got {duration!r}")
+    return arr, float(duration)
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    for text in overrides:
+        key = str(text).split("=", 1)[0].strip()
+        if not any(key == p or (p.endswith(".") and key.startswith(p)) for p in PREDICT_MAY_SET):
+            raise StaleError(f"--set {text}: prediction cannot change {key!r} (the model is fixed by its "
+                             f"weights); allowed: inference.*, data.*, text.weights, train.device")
+
+
+def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Sequence[str] = (),
+             annotations: str | Path | None = None, features: str | Path | None = None) -> LoadedRun:
+    """Rebuild the detector of a run folder (or checkpoint file) and load its weights.
+
+    ``overrides`` may change inference settings (``inference.top_k=20``), data locations and the
+    text weights' location; ``annotations`` / ``features`` replace the recorded data paths.
+    """
+    from stale.runs.detectors import build_detector
+
+    _check_overrides(overrides)
+    ckpt_path = find_checkpoint(run)
+    run_dir = ckpt_path.parent
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = from_dict(StaleConfig, apply_overrides(ckpt["config"], list(overrides)))
+    inputs_file = run_dir / "inputs.json"
+    if inputs_file.is_file():
+        cfg = relocate_inputs(cfg, run_dir, read_json(inputs_file))
+    if annotations is not None or features is not None:
+        from dataclasses import replace
+
+        data = cfg.data
+        if annotations is not None:
+            data = replace(data, annotations=str(Path(annotations).expanduser().absolute()))
+        if features is not None:
+            data = replace(data, features=replace(data.features, root=str(Path(features).expanduser().absolute())))
+        cfg = replace(cfg, data=data)
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    detector = build_detector(cfg, ckpt, dev)
+    return LoadedRun(cfg, detector, ckpt["classes"], ckpt["path"], run_dir, dev)
+
+
+def fuse_video_scores(results: dict[str, list[dict]], scores_path: str | Path, top: int = 2) -> tuple[dict, int]:
+    """Relabel detections with an external classifier's top classes per video (published-table
+    reproduction only: such classifiers are trained on all classes, unseen ones included).
+
+    ``scores_path``: JSON ``{video_id: {class_name: score}}``. Each detection becomes ``top``
+    detections, one per top class, scored ``detection score x class score``.
+    """
+    path = Path(scores_path)
+    table = read_json(path, "external classifier score file")
+    if not isinstance(table, dict):
+        raise StaleError(f"{path}: expected a JSON object {{video_id: {{class: score}}}}")
+    for vid, cls in table.items():
+        if not isinstance(cls, dict):
+            raise StaleError(f"{path}: video {vid}: expected an object {{class: score}}, got {type(cls).__name__}")
+        for name, sc in cls.items():
+            if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not math.isfinite(float(sc)):
+                raise StaleError(f"{path}: video {vid}: class {name!r}: score must be a finite number, got {sc!r}")
+    fused, missing = {}, 0
+    for vid, items in results.items():
+        cls = table.get(vid)
+        if not cls:
+            missing += 1
+            fused[vid] = items
+            continue
+        best = sorted(cls.items(), key=lambda kv: -float(kv[1]))[:top]
+        fused[vid] = sorted(({"segment": it["segment"], "label": name, "score": it["score"] * float(sc)}
+                             for it in items for name, sc in best), key=lambda d: -d["score"])
+    return fused, missing
+
+
+def read_class_names(spec: str | Sequence[str] | None) -> list[str] | None:
+    """Class names from a comma-separated string, ``@FILE`` (one per line, or a JSON list), or a
+    list; duplicates are an error naming the name."""
+    from stale.core.io import read_text
+
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec.startswith("@"):
+            path = Path(spec[1:]).expanduser()
+            text = read_text(path, "class file")
+            if path.suffix == ".json":
+                from stale.core.io import parse_json_bytes
+
+                data = parse_json_bytes(text.encode(), str(path))
+                if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
+                    raise StaleError(f"{path}: expected a JSON list of class names")
+                names = [c.strip() for c in data]
+            else:
+                names = [ln.strip() for ln in text.splitlines() if not ln.strip().startswith("#")]
+            where = str(path)
+        else:
+            names = [n.strip() for n in spec.split(",")]
+            where = "--classes"
+    else:
+        names, where = [str(n).strip() for n in spec], "classes"
+    names = [n for n in names if n]
+    if not names:
+        raise StaleError(f"{where}: no class names given")
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise StaleError(f"{where}: class {n!r} is listed twice (entries {seen[n] + 1} and {i + 1})")
+        seen[n] = i
+    return names
+
+
+def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None,
+                   classes: Sequence[str] | None = None, all_videos: bool = False, batch_size: int = 32,
+                   fuse_scores: str | Path | None = None, gt_out: str | Path | None = None,
+                   overwrite: bool = False, annotations_path: str | Path | None = None) -> dict:
+    """Predict on a subset's videos and write the results file (and optionally the matching GT).
+
+    Outputs are checked before any work. ``--gt-out`` holds exactly the requested classes.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise StaleError(f"--batch-size must be a positive integer, got {batch_size}")
+    cfg = run.cfg
+    ann_path = Path(annotations_path) if annotations_path else cfg.data.annotation_path()
+    outputs = [Output(out, "file", "--out")] + ([Output(gt_out, "file", "--gt-out")] if gt_out else [])
+    check_outputs(outputs, inputs=[run.checkpoint, ann_path, fuse_scores,
+                                   run.run_dir / "config.yaml", run.run_dir / "classes.json"],
+                  input_dirs=[cfg.data.features.root], overwrite=overwrite)
+    class_names = list(classes) if classes else list(run.classes["test"])
+    check_prompts(cfg, [class_names])
+    ann = load_run_annotations(cfg, ann_path)
+    test = assemble_test(cfg, class_names, ann, subset, all_videos, strict_classes=not all_videos)
+    if fuse_scores:  # read (and validated) before the detection work
+        read_json(fuse_scores, "external classifier score file")
+    needs_gt = getattr(run.detector, "needs_gt_fg", False)
+    ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False)
+    results = detect_dataset(run.detector, ds, class_names, batch_size, run.device, show_progress=True)
+    external = {"used": False}
+    if fuse_scores:
+        results, missing = fuse_video_scores(results, fuse_scores)
+        external = {"used": True, "details": f"labels fused with external video-level classifier "
+                    f"scores from {Path(fuse_scores).name}; NOT a zero-shot result "
+                    f"({missing} videos had no scores)"}
+        log.warning("WARNING: results fused with an external classifier trained on all classes; "
+                    "they are not zero-shot numbers")
+    payload = {"version": f"stale {__version__}", "results": results, "external_data": external,
+               "classes": class_names, "checkpoint": run.checkpoint,
+               "data_report": {"missing_features": test.report.missing_features,
+                               "classes_without_ground_truth": test.report.protocol.get("without_ground_truth", [])}}
+    atomic_write_json(out, payload, indent=None)
+    if gt_out:
+        atomic_write_json(gt_out, test.ground_truth.to_activitynet_json(), indent=None)
+    n = sum(len(v) for v in results.values())
+    log.info("wrote %d detections for %d videos and %d classes to %s", n, len(results), len(class_names), out)
+    return payload

@@ -1,0 +1,167 @@
+"""``stale train``: assemble a run from its config, check everything, then train it.
+
+A run folder holds ``config.yaml`` (the fully resolved config, absolute paths), ``inputs.json``
+(where its inputs are, absolute and relative to the folder), ``classes.json`` (protocol and
+class lists), ``data_report.json`` (every data policy applied, with counts), ``train.log``,
+``metrics.jsonl`` / ``steps.jsonl`` (per epoch / per step), ``selection.json`` (which epoch
+``best.pt`` holds and why), ``last.pt`` (full training state, for ``--resume``) and ``best.pt``
+(weights + config of the selected epoch).
+
+Model selection never looks at the test split or the real unseen classes: ``val_loss`` uses
+held-out *training* videos, ``pseudo_unseen`` held-out seen classes (``train.select``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from stale.core.config import to_dict
+from stale.core.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
+from stale.core.logs import RunLog, get_logger
+from stale.core.outputs import prepare_run_folder
+from stale.runs.assemble import (TrainingData, absolute_paths, assemble_training, build_model,
+                                 check_prompts, make_dataset, num_workers, record_inputs)
+from stale.runs.config import StaleConfig
+from stale.training.distributed import init_distributed, shutdown_distributed
+from stale.training.runtime import resolve_device, seed_everything, set_threads
+
+log = get_logger("train")
+
+
+def _selection(cfg: StaleConfig, data: TrainingData, device: torch.device):
+    """The trainer's :class:`Selection` for ``train.select``."""
+    from stale.training.trainer import Selection
+
+    if cfg.train.select == "last":
+        return Selection(key=None)
+    if cfg.train.select == "val_loss":
+        return Selection("val_total" if data.val_videos else "train_total", "min")
+    from stale.evaluation import evaluate_detection
+    from stale.runs.predict import StaleDetector, detect_dataset
+
+    sel = make_dataset(data.selection_videos, data.store, cfg,
+                       classes=data.selection_classes if cfg.model.masking.kind == "gt" else None)
+    gt = {"database": {v.id: {"subset": "selection", "annotations": [
+        {"segment": [s.start, s.end], "label": s.label} for s in v.segments]} for v in data.selection_videos}}
+
+    def evaluate(model) -> dict[str, float]:
+        detector = StaleDetector(model, cfg)
+        results = detect_dataset(detector, sel, data.selection_classes, batch_size=cfg.train.batch_size,
+                                 device=device)
+        res = evaluate_detection(gt, {"results": results}, subset="selection", tiou_thresholds="thumos14")
+        return {"sel_pseudo_unseen_mAP": res.average_mAP}
+
+    return Selection("sel_pseudo_unseen_mAP", "max", evaluate)
+
+
+def _write_selection(out_dir: Path, history: list[dict], best_epoch: int | None, cfg: StaleConfig,
+                     data: TrainingData) -> dict:
+    epochs = cfg.train.epochs
+    chosen = best_epoch or (history[-1]["epoch"] if history else None)
+    info = {"select": cfg.train.select, "epoch": chosen, "of_epochs": epochs,
+            "metric": {"val_loss": "val_total", "pseudo_unseen": "sel_pseudo_unseen_mAP",
+                       "last": None}[cfg.train.select],
+            "pseudo_unseen_classes": data.selection_classes,
+            "selection_videos": len(data.selection_videos)}
+    if chosen is not None and epochs >= 5 and chosen <= math.ceil(epochs / 5):
+        info["warning"] = (f"the selected epoch {chosen} lies in the first fifth of {epochs} epochs: "
+                           "the model may be undertrained (see metrics.jsonl)")
+        log.warning("%s: %s", out_dir, info["warning"])
+    atomic_write_json(out_dir / "selection.json", info)
+    return info
+
+
+def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train a model into ``out_dir``; returns the last epoch's metrics record.
+
+    Steps: (1) check the run folder, (2) make paths absolute and set up the device, threads,
+    seeds and DDP, (3) assemble and check the data, (4) check the prompts and build the model,
+    (5) write the run files, (6) train, (7) record the selected epoch (and retrain on all seen
+    classes when ``train.select_retrain``).
+    """
+    # 1. the output folder: refuse a finished run unless resumed / moved aside, before any work
+    inputs = [cfg.data.annotation_path()] if not cfg.data.annotations.startswith("builtin:") else []
+    folder, moved = prepare_run_folder(out_dir, resume=resume, overwrite=overwrite,
+                                       inputs=inputs, input_dirs=[cfg.data.features.root])
+    out_dir = folder
+    with RunLog() as runlog:
+        if moved is not None:
+            log.info("moved the earlier run in %s aside to %s", out_dir, moved)
+        # 2. paths and runtime
+        cfg = absolute_paths(cfg)
+        device = resolve_device(cfg.train.device)
+        dist = init_distributed(device.type)
+        if dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        try:
+            threads = set_threads(cfg.train.threads)
+            seed_everything(cfg.train.seed)
+            if device.type == "cpu":
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            # 3. data: annotations, protocol, features -- every check before anything is written
+            data = assemble_training(cfg, progress=cfg.train.progress and dist.is_main)
+            # 4. prompts and model (its CLIP weights load here, before minutes of training)
+            check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes])
+            model = build_model(cfg).to(device)
+            log.info("protocol %s: %d training classes, %d test classes; %d training videos, %d held "
+                     "out%s; device %s, %d threads", data.protocol.name, len(data.classes),
+                     len(data.protocol.test_classes), len(data.fit_videos), len(data.val_videos),
+                     f", {len(data.selection_videos)} for pseudo-unseen selection" if data.selection_videos else "",
+                     device, threads)
+            extra = {"config": to_dict(cfg),
+                     "classes": {"train": data.classes, "test": data.protocol.test_classes,
+                                 "seen": data.protocol.train_classes,
+                                 "pseudo_unseen": data.selection_classes},
+                     "protocol": {"kind": data.protocol.kind, "name": data.protocol.name}}
+            from stale.model.losses import STALELoss
+            from stale.training.trainer import Trainer
+
+            trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, data.classes, out_dir, extra,
+                              device, dist, _selection(cfg, data, device), num_workers(cfg, device.type))
+            if resume:
+                # before the run files are rewritten: a refused resume must leave the run untouched
+                trainer.resume(out_dir / "last.pt")
+            # 5. the run files
+            if dist.is_main:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                remove_stale_temp_files(out_dir)
+                runlog.attach(out_dir / "train.log")
+                atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+                atomic_write_json(out_dir / "inputs.json", record_inputs(cfg, out_dir))
+                atomic_write_json(out_dir / "classes.json", extra["classes"] | {"protocol": extra["protocol"]})
+                report = data.report.to_dict()
+                truncated = getattr(model.text_encoder, "truncated", {})
+                report["text"] = {"truncated_names": dict(truncated)}
+                atomic_write_json(out_dir / "data_report.json", report)
+            train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
+            val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
+            # 6. train
+            history = trainer.fit(train_ds, val_ds)
+            # 7. selection record, and the optional retraining on every seen class
+            if dist.is_main:
+                info = _write_selection(out_dir, history, trainer.best_epoch, cfg, data)
+                log.info("best.pt holds epoch %s (%s)", info["epoch"], cfg.train.select)
+            if cfg.train.select == "pseudo_unseen" and cfg.train.select_retrain and not resume:
+                _retrain(cfg, out_dir, trainer.best_epoch or cfg.train.epochs)
+            return history[-1] if history else {}
+        finally:
+            shutdown_distributed()
+
+
+def _retrain(cfg: StaleConfig, out_dir: Path, epochs: int) -> None:
+    """Train on every seen class for the selected number of epochs into ``out_dir/final`` and
+    make its last epoch the run's ``best.pt`` (the selection model stays in ``selection.pt``)."""
+    import os
+
+    final = out_dir / "final"
+    sub = replace(cfg, train=replace(cfg.train, select="last", epochs=int(epochs), select_retrain=False))
+    log.info("retraining on all seen classes for %d epochs -> %s", epochs, final)
+    run_training(sub, final, overwrite=True)
+    os.replace(out_dir / "best.pt", out_dir / "selection.pt")
+    os.replace(final / "best.pt", out_dir / "best.pt")
+

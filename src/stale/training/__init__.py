@@ -1,0 +1,1 @@
+"""Training machinery: the trainer loop, checkpoints, device/seed/thread runtime and DDP."""

@@ -1,0 +1,1 @@
+"""Pictures and pages: training curves, detection timelines, PR curves, and the HTML report."""

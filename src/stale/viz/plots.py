@@ -1,0 +1,120 @@
+"""Pictures people would rather look at than read: training curves and detection timelines.
+
+Matplotlib is imported lazily with the non-interactive Agg backend, so these work on headless
+machines and never open windows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, out: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically and release it."""
+    from stale.core.io import atomic_path
+
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a run's ``metrics.jsonl`` (one JSON object per epoch)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) -> Path:
+    """Total training (solid) and held-out (dashed) loss per epoch for each named run -> PNG."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for i, (name, hist) in enumerate(runs.items()):
+        color = f"C{i}"
+        epochs = [r["epoch"] for r in hist]
+        ax.plot(epochs, [r["train_total"] for r in hist], color=color, label=f"{name}: train")
+        if hist and "val_total" in hist[0]:
+            ax.plot(epochs, [r["val_total"] for r in hist], color=color, ls="--",
+                    label=f"{name}: held-out training videos")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("total loss")
+    ax.set_title("STALE training (seen classes only)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def pack_lanes(segments: Sequence[Sequence[float]]) -> list[int]:
+    """Greedy interval packing: a lane index per segment so that segments in one lane do not
+    overlap (in order of start time; fewest lanes for intervals)."""
+    order = sorted(range(len(segments)), key=lambda i: segments[i][0])
+    lane_end: list[float] = []
+    lanes = [0] * len(segments)
+    for i in order:
+        s, e = segments[i]
+        for k, end in enumerate(lane_end):
+            if s >= end:
+                lanes[i], lane_end[k] = k, e
+                break
+        else:
+            lanes[i] = len(lane_end)
+            lane_end.append(e)
+    return lanes
+
+
+def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
+                  predictions: Mapping[str, Sequence[dict]], out: str | Path, top: int = 5,
+                  classes: Sequence[str] | None = None) -> Path:
+    """One video: ground-truth segments and the ``top`` best predictions of each named method,
+    as coloured bars on a time axis with class names and scores -> PNG.
+
+    ``ground_truth``: ``[{"segment": [s, e], "label": name}]``; ``predictions``: method name ->
+    ActivityNet result items ``[{"segment", "label", "score"}]``.
+    """
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    names = list(classes) if classes else sorted({g["label"] for g in ground_truth} |
+                                                 {p["label"] for ps in predictions.values() for p in ps})
+    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
+    rows = [("ground truth", [dict(g, score=None) for g in ground_truth])]
+    rows += [(m, sorted(ps, key=lambda p: -p["score"])[:top]) for m, ps in predictions.items()]
+    packed = [(name, items, pack_lanes([it["segment"] for it in items])) for name, items in rows]
+    height = 1.2 + 0.45 * sum(max([1, *[ln + 1 for ln in lanes]]) for _, _, lanes in packed)
+    fig, ax = plt.subplots(figsize=(11, height), dpi=110)
+    y, ticks, labels = 0.0, [], []
+    for name, items, lanes in packed:
+        band = max([1, *[ln + 1 for ln in lanes]])
+        ticks.append(y + band / 2 - 0.5)
+        labels.append(name)
+        for it, lane in zip(items, lanes):
+            s, e = it["segment"]
+            ax.barh(y + lane, max(e - s, duration * 0.002), left=s, height=0.8,
+                    color=colors.get(it["label"], "0.5"), edgecolor="black", lw=0.5)
+            if it["score"] is not None:
+                ax.text(s, y + lane, f" {it['score']:.2f}", va="center", ha="left", fontsize=7)
+        y += band + 0.6
+        ax.axhline(y - 0.8, color="0.8", lw=0.8)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("time (s)")
+    ax.set_title(f"{video_id} ({duration:.0f} s): ground truth and top-{top} detections "
+                 "(colour = class, number = score)", fontsize=9)
+    ax.legend(handles=[Patch(color=colors[c], label=c) for c in names if c in colors],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 4 / height),
+              ncol=min(len(names), 6), frameon=False)
+    return _save(plt, fig, out)
