@@ -92,7 +92,7 @@ def class_probabilities(features: Tensor, text: Tensor, cfg: ClipDetectorConfig)
 class ClipDetector:
     """``detector(features (B, T, E), class_names, durations (B,)) -> Detections``."""
 
-    needs_gt_fg = False
+    needs_targets = False
 
     def __init__(self, cfg: ClipDetectorConfig, tower, device: torch.device | str = "cpu"):
         cfg.validate()
@@ -125,7 +125,7 @@ class ClipDetector:
 
     @torch.no_grad()
     def __call__(self, features: Tensor, class_names: Sequence[str], durations,
-                 gt_fg: Tensor | None = None) -> Detections:
+                 targets=None) -> Detections:
         return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments)
 
 

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from typing import Literal
+
+from stale.baselines.clip_detector import ClipDetectorConfig
+from stale.baselines.linear_probe import LinearProbeConfig
+from stale.baselines.two_stage import TwoStageConfig
 from stale.core.config import load_config
 from stale.core.errors import StaleError
 from stale.data.config import DataConfig, ProtocolConfig
@@ -21,8 +26,17 @@ from stale.text import TextEncoderConfig
 from stale.training.config import TrainConfig
 
 
+#: detection methods a run can train and predict with (docs/baselines.md)
+METHODS = ("stale", "clip_detector", "linear_probe", "two_stage")
+
+
 @dataclass
 class StaleConfig:
+    """A run. ``method`` selects the detector: ``stale`` (the paper's model, ``model`` section),
+    ``clip_detector`` (training-free reference), ``linear_probe`` or ``two_stage`` (B-I); each
+    baseline reads its own section, and they share ``data``, ``protocol``, ``text``, ``labels``."""
+
+    method: Literal["stale", "clip_detector", "linear_probe", "two_stage"] = "stale"
     data: DataConfig = field(default_factory=DataConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -30,6 +44,9 @@ class StaleConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    clip_detector: ClipDetectorConfig = field(default_factory=ClipDetectorConfig)
+    linear_probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    two_stage: TwoStageConfig = field(default_factory=TwoStageConfig)
 
     def validate(self) -> None:
         if self.data.features.dim is not None and self.data.features.dim != self.model.input_dim:

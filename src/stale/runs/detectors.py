@@ -1,7 +1,8 @@
-"""Rebuilding the detector a run folder describes (STALE or a baseline), from its checkpoint.
+"""The detector of each method, built from a trained module or rebuilt from a checkpoint.
 
 Every method's detector has the same call: ``detector(features (B, T, D), class_names,
-durations (B,), gt_fg=None) -> stale.model.decoding.Detections``; ``stale predict``, the
+durations (B,), targets=None) -> stale.model.decoding.Detections`` (``targets`` only for
+detectors with ``needs_targets``, e.g. the ground-truth-mask ablation); ``stale predict``, the
 experiment runner and ``stale detect`` only use that.
 """
 
@@ -10,17 +11,86 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
+from stale.core.errors import StaleError
 from stale.runs.config import StaleConfig
+
+TOWER_PREFIX = "tower."
+
+
+def text_tower(cfg: StaleConfig):
+    """The frozen CLIP text tower the baselines embed class names with (``text.arch/weights``)."""
+    from stale.text.weights import load_text_tower
+
+    return load_text_tower(cfg.text.arch, cfg.text.weights, cache_dir=cfg.text.cache_dir).eval()
+
+
+def tower_fingerprint(tower) -> dict:
+    """Record of a baseline's frozen text tower (checked when the run is loaded again)."""
+    from stale.training.checkpoint import fingerprint
+
+    state = tower.state_dict()
+    return {"names": [TOWER_PREFIX + k for k in sorted(state)], "fingerprint": fingerprint(state)}
+
+
+def build_trainable(cfg: StaleConfig) -> tuple[nn.Module, Any]:
+    """``(module, loss_fn)`` of a method trained by the trainer (``stale`` and ``two_stage``)."""
+    if cfg.method == "stale":
+        from stale.model.losses import STALELoss
+        from stale.runs.assemble import build_model
+
+        return build_model(cfg), STALELoss(cfg.model.loss)
+    if cfg.method == "two_stage":
+        from stale.baselines.two_stage import ProposalNet, ProposalObjective
+
+        return ProposalNet(cfg.model.input_dim, cfg.two_stage), ProposalObjective(cfg.two_stage)
+    raise StaleError(f"method {cfg.method!r} is not trained by the trainer")
+
+
+def make_detector(cfg: StaleConfig, module: nn.Module | None, device: torch.device, tower=None):
+    """The detector of ``cfg.method`` around a trained ``module`` (None for the training-free one)."""
+    if cfg.method == "stale":
+        from stale.runs.predict import StaleDetector
+
+        return StaleDetector(module.to(device).eval(), cfg)
+    tower = tower if tower is not None else text_tower(cfg)
+    if cfg.method == "clip_detector":
+        from stale.baselines.clip_detector import ClipDetector
+
+        return ClipDetector(cfg.clip_detector, tower, device)
+    if cfg.method == "linear_probe":
+        from stale.baselines.linear_probe import LinearProbeDetector
+
+        return LinearProbeDetector(module, tower, cfg.linear_probe, device)
+    if cfg.method == "two_stage":
+        from stale.baselines.two_stage import TwoStageDetector
+
+        return TwoStageDetector(module, tower, cfg.two_stage, device)
+    raise StaleError(f"unknown method {cfg.method!r}")
 
 
 def build_detector(cfg: StaleConfig, ckpt: dict[str, Any], device: torch.device):
     """The detector of a loaded checkpoint ``ckpt`` (weights already read), on ``device``."""
-    from stale.runs.assemble import build_model
-    from stale.runs.predict import StaleDetector
-    from stale.training.checkpoint import load_weights
+    from stale.training.checkpoint import fingerprint, load_weights
 
-    model = build_model(cfg)
-    load_weights(model, ckpt)
-    model.to(device).eval()
-    return StaleDetector(model, cfg)
+    if cfg.method == "stale":
+        module, _ = build_trainable(cfg)
+        load_weights(module, ckpt)
+        return make_detector(cfg, module, device)
+    tower = text_tower(cfg)
+    want = (ckpt.get("text_tower") or {}).get("fingerprint")
+    if want and fingerprint(tower.state_dict()) != want:
+        raise StaleError(f"{ckpt.get('path')}: the CLIP text tower found now (text.arch / text.weights) is "
+                         f"not the one this run used; pass the original with --set text.weights=PATH")
+    module = None
+    if cfg.method == "two_stage":
+        module, _ = build_trainable(cfg)
+        module.load_state_dict(ckpt["model"])
+    elif cfg.method == "linear_probe":
+        from stale.baselines.linear_probe import LinearProbe
+
+        state = ckpt["model"]
+        module = LinearProbe(*state["weight"].shape)
+        module.load_state_dict(state)
+    return make_detector(cfg, module, device, tower)

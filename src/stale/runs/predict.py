@@ -42,17 +42,20 @@ PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "tex
 
 class StaleDetector:
     """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
-    (B,), gt_fg (B, T) or None) -> Detections`` (paper Sec. 3.3 inference)."""
+    (B,), targets=None) -> Detections`` (paper Sec. 3.3 inference). ``targets`` (the test
+    videos' :class:`~stale.model.outputs.Targets`) are needed only by the ground-truth-mask
+    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground."""
 
     def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
         self.model = model
         self.cfg = cfg
-        self.needs_gt_fg = cfg.model.masking.kind == "gt"
+        self.needs_targets = cfg.model.masking.kind == "gt"
 
     @torch.no_grad()
     def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
-                 gt_fg: torch.Tensor | None = None) -> Detections:
-        if self.needs_gt_fg and gt_fg is None:
+                 targets=None) -> Detections:
+        gt_fg = targets.fg_mask if targets is not None else None
+        if self.needs_targets and gt_fg is None:
             raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
                              "annotated test videos (their foreground is the mask)")
         device = features.device
@@ -69,8 +72,8 @@ def detect_dataset(detector, dataset: VideoFeatureDataset, class_names: Sequence
     results: dict[str, list[dict]] = {}
     loader = make_loader(dataset, range(len(dataset)), batch_size, 0, device.type == "cuda")
     for batch in progress(loader, desc="detecting", total=len(loader), unit="batch", enabled=show_progress):
-        gt_fg = batch.targets.fg_mask.to(device) if getattr(detector, "needs_gt_fg", False) else None
-        det = detector(batch.features.to(device), class_names, batch.durations, gt_fg=gt_fg)
+        targets = batch.targets.to(device) if getattr(detector, "needs_targets", False) else None
+        det = detector(batch.features.to(device), class_names, batch.durations, targets=targets)
         results.update(det.to_results(batch.video_ids, list(class_names)))
     return results
 
@@ -280,7 +283,7 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
     test = assemble_test(cfg, class_names, ann, subset, all_videos, strict_classes=not all_videos)
     if fuse_scores:  # read (and validated) before the detection work
         read_json(fuse_scores, "external classifier score file")
-    needs_gt = getattr(run.detector, "needs_gt_fg", False)
+    needs_gt = getattr(run.detector, "needs_targets", False)
     ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False)
     results = detect_dataset(run.detector, ds, class_names, batch_size, run.device, show_progress=True)
     external = {"used": False}

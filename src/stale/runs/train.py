@@ -24,8 +24,9 @@ from stale.core.config import to_dict
 from stale.core.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
 from stale.core.logs import RunLog, get_logger
 from stale.core.outputs import prepare_run_folder
-from stale.runs.assemble import (TrainingData, absolute_paths, assemble_training, build_model,
-                                 check_prompts, make_dataset, num_workers, record_inputs)
+from stale.runs.assemble import (TrainingData, absolute_paths, assemble_training, check_prompts,
+                                 make_dataset, num_workers, record_inputs)
+from stale.runs.detectors import build_trainable, text_tower
 from stale.runs.config import StaleConfig
 from stale.training.distributed import init_distributed, shutdown_distributed
 from stale.training.runtime import resolve_device, seed_everything, set_threads
@@ -42,15 +43,16 @@ def _selection(cfg: StaleConfig, data: TrainingData, device: torch.device):
     if cfg.train.select == "val_loss":
         return Selection("val_total" if data.val_videos else "train_total", "min")
     from stale.evaluation import evaluate_detection
-    from stale.runs.predict import StaleDetector, detect_dataset
+    from stale.runs.detectors import make_detector
+    from stale.runs.predict import detect_dataset
 
-    sel = make_dataset(data.selection_videos, data.store, cfg,
-                       classes=data.selection_classes if cfg.model.masking.kind == "gt" else None)
+    tower = None if cfg.method == "stale" else text_tower(cfg)
+    sel = make_dataset(data.selection_videos, data.store, cfg, classes=data.selection_classes)
     gt = {"database": {v.id: {"subset": "selection", "annotations": [
         {"segment": [s.start, s.end], "label": s.label} for s in v.segments]} for v in data.selection_videos}}
 
     def evaluate(model) -> dict[str, float]:
-        detector = StaleDetector(model, cfg)
+        detector = make_detector(cfg, model, device, tower)
         results = detect_dataset(detector, sel, data.selection_classes, batch_size=cfg.train.batch_size,
                                  device=device)
         res = evaluate_detection(gt, {"results": results}, subset="selection", tiou_thresholds="thumos14")
@@ -107,37 +109,30 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             data = assemble_training(cfg, progress=cfg.train.progress and dist.is_main)
             # 4. prompts and model (its CLIP weights load here, before minutes of training)
             check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes])
-            model = build_model(cfg).to(device)
+            if cfg.method in ("clip_detector", "linear_probe"):
+                return _fit_without_trainer(cfg, data, out_dir, runlog)
+            model, loss_fn = build_trainable(cfg)
+            model = model.to(device)
             log.info("protocol %s: %d training classes, %d test classes; %d training videos, %d held "
                      "out%s; device %s, %d threads", data.protocol.name, len(data.classes),
                      len(data.protocol.test_classes), len(data.fit_videos), len(data.val_videos),
                      f", {len(data.selection_videos)} for pseudo-unseen selection" if data.selection_videos else "",
                      device, threads)
-            extra = {"config": to_dict(cfg),
-                     "classes": {"train": data.classes, "test": data.protocol.test_classes,
-                                 "seen": data.protocol.train_classes,
-                                 "pseudo_unseen": data.selection_classes},
-                     "protocol": {"kind": data.protocol.kind, "name": data.protocol.name}}
-            from stale.model.losses import STALELoss
+            extra = _checkpoint_extra(cfg, data)
+            if cfg.method != "stale":
+                from stale.runs.detectors import tower_fingerprint
+
+                extra["text_tower"] = tower_fingerprint(text_tower(cfg))
             from stale.training.trainer import Trainer
 
-            trainer = Trainer(model, STALELoss(cfg.model.loss), cfg.train, data.classes, out_dir, extra,
+            trainer = Trainer(model, loss_fn, cfg.train, data.classes, out_dir, extra,
                               device, dist, _selection(cfg, data, device), num_workers(cfg, device.type))
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
                 trainer.resume(out_dir / "last.pt")
             # 5. the run files
             if dist.is_main:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                remove_stale_temp_files(out_dir)
-                runlog.attach(out_dir / "train.log")
-                atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-                atomic_write_json(out_dir / "inputs.json", record_inputs(cfg, out_dir))
-                atomic_write_json(out_dir / "classes.json", extra["classes"] | {"protocol": extra["protocol"]})
-                report = data.report.to_dict()
-                truncated = getattr(model.text_encoder, "truncated", {})
-                report["text"] = {"truncated_names": dict(truncated)}
-                atomic_write_json(out_dir / "data_report.json", report)
+                _write_run_files(cfg, data, out_dir, runlog, extra, model)
             train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
             val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
             # 6. train
@@ -151,6 +146,60 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             return history[-1] if history else {}
         finally:
             shutdown_distributed()
+
+
+def _checkpoint_extra(cfg: StaleConfig, data: TrainingData) -> dict:
+    return {"config": to_dict(cfg),
+            "classes": {"train": data.classes, "test": data.protocol.test_classes,
+                        "seen": data.protocol.train_classes, "pseudo_unseen": data.selection_classes},
+            "protocol": {"kind": data.protocol.kind, "name": data.protocol.name}}
+
+
+def _write_run_files(cfg: StaleConfig, data: TrainingData, out_dir: Path, runlog: RunLog, extra: dict,
+                     model=None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
+    runlog.attach(out_dir / "train.log")
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_json(out_dir / "inputs.json", record_inputs(cfg, out_dir))
+    atomic_write_json(out_dir / "classes.json", extra["classes"] | {"protocol": extra["protocol"]})
+    report = data.report.to_dict()
+    encoder = getattr(model, "text_encoder", None)
+    report["text"] = {"truncated_names": dict(getattr(encoder, "truncated", {}))}
+    atomic_write_json(out_dir / "data_report.json", report)
+
+
+def _fit_without_trainer(cfg: StaleConfig, data: TrainingData, out_dir: Path, runlog: RunLog) -> dict:
+    """The baselines with no training loop: the training-free CLIP detector (nothing to fit) and
+    the linear probe (closed form). Both write a run folder whose ``best.pt`` ``stale predict``
+    loads like any other."""
+    import json
+    import time
+
+    from stale.runs.detectors import tower_fingerprint
+    from stale.training.checkpoint import save_checkpoint
+
+    t0 = time.perf_counter()
+    tower = text_tower(cfg)
+    extra = _checkpoint_extra(cfg, data) | {"text_tower": tower_fingerprint(tower)}
+    record: dict = {"epoch": 1}
+    state: dict = {}
+    if cfg.method == "linear_probe":
+        from stale.baselines.linear_probe import fit_linear_probe
+
+        train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
+        val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
+        probe = fit_linear_probe(train_ds, val_ds, data.classes, tower, cfg.linear_probe, cfg.train.seed)
+        state = probe.state_dict()
+        record["ridge_l2"] = float(probe.l2)
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    _write_run_files(cfg, data, out_dir, runlog, extra)
+    save_checkpoint(out_dir / "best.pt", {**extra, "model": state, "epoch": 0, "record": record})
+    atomic_write_text(out_dir / "metrics.jsonl", json.dumps(record) + "\n")
+    atomic_write_json(out_dir / "selection.json", {"select": "none", "epoch": 1, "of_epochs": 1,
+                                                   "method": cfg.method})
+    log.info("%s: %s written to %s", cfg.method, "fitted" if state else "nothing to train", out_dir)
+    return record
 
 
 def _retrain(cfg: StaleConfig, out_dir: Path, epochs: int) -> None:
