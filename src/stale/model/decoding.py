@@ -24,6 +24,7 @@ Steps, all vectorised over the batch (loops only over the Soft-NMS selection ste
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from typing import Sequence
 
 import numpy as np
@@ -49,6 +50,8 @@ class InferenceConfig:
     min_score: candidates whose (decayed) score is at or below this are discarded.
     top_n: results kept per video (ActivityNet convention: 100).
     min_snippets: shortest segment, in snippets.
+    mask_source: ``predicted`` (the model's own foreground mask) or ``ground_truth`` (the test
+        videos' annotated foreground replaces it at prediction: Table 3's "GT masks" row).
     """
 
     theta_c: float = 0.1
@@ -60,6 +63,7 @@ class InferenceConfig:
     min_score: float = 0.001
     top_n: int = 100
     min_snippets: int = 1
+    mask_source: Literal["predicted", "ground_truth"] = "predicted"
 
     def validate(self) -> None:
         bad = []

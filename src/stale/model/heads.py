@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,12 @@ class HeadsConfig:
     mask_feat_dim: channels of the shared mask-feature sequence (plus 1 position channel).
     dyn_hidden / dyn_kernel / dyn_layers: the per-snippet dynamic conv net (8 / 3 / 3 layers).
     const_dim / const_kernel: output channels and kernel of the 1-D convs E_p and E_m (Eq. 12).
+    const_input: what E_p / E_m see: ``features`` (the snippet embedding E, as Eq. 12 says) or
+        ``temporal`` (F_vis, the temporal encoder's output).
+    const_projection: ``learned`` (two trained convs, the paper) or ``fixed`` (one frozen,
+        seeded random conv shared by both branches: the loss then cannot be satisfied by the
+        projections alone, only by the two branches selecting alike snippets).
+    logit_scale_min: floor of the classifier scale (0: none).
     """
 
     logit_scale_init: float = 1.0 / 0.07
@@ -53,10 +60,15 @@ class HeadsConfig:
     dyn_layers: int = 3
     const_dim: int = 128
     const_kernel: int = 3
+    const_input: Literal["features", "temporal"] = "temporal"
+    const_projection: Literal["learned", "fixed"] = "learned"
+    logit_scale_min: float = 0.0
 
     def validate(self) -> None:
         if not 0.0 < self.logit_scale_init <= self.logit_scale_max:
             raise StaleError("heads: need 0 < logit_scale_init <= logit_scale_max")
+        if not 0.0 <= self.logit_scale_min <= self.logit_scale_init:
+            raise StaleError("heads: need 0 <= logit_scale_min <= logit_scale_init")
         if min(self.mask_feat_dim, self.dyn_hidden, self.dyn_layers, self.const_dim) < 1:
             raise StaleError("heads: mask_feat_dim, dyn_hidden, dyn_layers, const_dim must be >= 1")
         for name in ("dyn_kernel", "const_kernel"):
@@ -72,6 +84,7 @@ class CosineClassifier(nn.Module):
         super().__init__()
         cfg.validate()
         self.log_max = math.log(cfg.logit_scale_max)
+        self.log_min = math.log(cfg.logit_scale_min) if cfg.logit_scale_min > 0 else None
         init = torch.tensor(math.log(cfg.logit_scale_init))
         if cfg.learnable_scale:
             self.log_scale = nn.Parameter(init)
@@ -79,7 +92,7 @@ class CosineClassifier(nn.Module):
             self.register_buffer("log_scale", init)
 
     def scale(self) -> Tensor:
-        return self.log_scale.clamp(max=self.log_max).exp()
+        return self.log_scale.clamp(min=self.log_min, max=self.log_max).exp()
 
     def forward(self, text: Tensor, f_vis: Tensor, fg_weight: Tensor) -> Tensor:
         """``text`` (B, K+1, C), ``f_vis`` (B, T, C), ``fg_weight`` (B, T) -> logits (B, T, K+1)."""
@@ -151,15 +164,33 @@ class DynamicMaskLocalizer(nn.Module):
 
 
 class ConsistencyProjections(nn.Module):
-    """E_p and E_m of Eq. 12: two 1-D convs on F_vis ``(B, T, C)`` -> two ``(B, T, C_p)``."""
+    """E_p and E_m of Eq. 12: 1-D convs on a sequence ``(B, T, C_in)`` -> two ``(B, T, C_p)``.
+
+    ``learned``: two trained convs. ``fixed``: one frozen conv (seeded orthogonal weights, no
+    bias) applied for both branches.
+    """
 
     def __init__(self, cfg: HeadsConfig, width: int):
         super().__init__()
         cfg.validate()
         pad = cfg.const_kernel // 2
-        self.clf = nn.Conv1d(width, cfg.const_dim, cfg.const_kernel, padding=pad)
-        self.mask = nn.Conv1d(width, cfg.const_dim, cfg.const_kernel, padding=pad)
+        self.fixed = cfg.const_projection == "fixed"
+        self.clf = nn.Conv1d(width, cfg.const_dim, cfg.const_kernel, padding=pad, bias=not self.fixed)
+        if self.fixed:
+            gen = torch.Generator().manual_seed(0x5EED)
+            w = torch.empty(cfg.const_dim, width * cfg.const_kernel)
+            with torch.no_grad():
+                q, _ = torch.linalg.qr(torch.randn(max(w.shape), min(w.shape), generator=gen))
+                w.copy_(q.T if w.shape[0] < w.shape[1] else q[: w.shape[0]])
+                self.clf.weight.copy_(w.view_as(self.clf.weight))
+            self.clf.requires_grad_(False)
+            self.mask = self.clf
+        else:
+            self.mask = nn.Conv1d(width, cfg.const_dim, cfg.const_kernel, padding=pad)
 
-    def forward(self, f_vis: Tensor) -> tuple[Tensor, Tensor]:
-        x = f_vis.transpose(1, 2)
-        return self.clf(x).transpose(1, 2), self.mask(x).transpose(1, 2)
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = x.transpose(1, 2)
+        if self.fixed:
+            out = self.clf(h).transpose(1, 2)
+            return out, out
+        return self.clf(h).transpose(1, 2), self.mask(h).transpose(1, 2)

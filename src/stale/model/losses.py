@@ -33,6 +33,7 @@ BCE terms use ``softplus`` on logits, never ``log`` of a probability).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,13 @@ class LossConfig:
     class_weights: optional K+1 weights for L_c (background last); None = unweighted.
     const_topk: k of the top-k selections of L_const (clamped to T).
     const_class_threshold / const_mask_threshold: theta_c and theta_m of Eq. 12.
+    cls_snippets: which snippets L_c averages over: ``all`` (masked-out snippets count, with the
+        background logits they get) or ``kept`` (only those the binarised mask keeps: a masked-out
+        action snippet is the mask's error, which L_comp trains, not the classifier's). See
+        docs/model.md, "Masked snippets in L_c", for the measurement behind the default.
+    const_weighting: ``hard`` (the paper: plain means over the detached top-k selections; only
+        E_p / E_m get gradient) or ``soft`` (the same selections, each snippet weighted by its
+        confidence, so the gradient also reaches the classification and mask outputs).
     """
 
     w_cls: float = 1.0
@@ -62,6 +70,8 @@ class LossConfig:
     const_topk: int = 10
     const_class_threshold: float = 0.1
     const_mask_threshold: float = 0.5
+    cls_snippets: Literal["all", "kept"] = "all"
+    const_weighting: Literal["hard", "soft"] = "hard"
 
     def validate(self) -> None:
         if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.lambda_dice) < 0:
@@ -77,9 +87,12 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num * 0.0)
 
 
-def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None = None
-                        ) -> Tensor:
-    """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar (mean over videos)."""
+def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None = None,
+                        snippet_mask: Tensor | None = None) -> Tensor:
+    """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar (mean over videos).
+
+    ``snippet_mask`` (B, T) bool restricts each video's mean to those snippets (a video with
+    none contributes 0)."""
     num_classes = logits.shape[-1]
     if class_weights is not None and class_weights.numel() != num_classes:
         raise StaleError(f"loss.class_weights has {class_weights.numel()} entries, expected "
@@ -89,9 +102,12 @@ def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | 
                          f"range [{int(labels.min())}, {int(labels.max())}]")
     labels = labels.long()
     ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")   # (B, T)
-    if class_weights is None:
+    if class_weights is None and snippet_mask is None:
         return ce.mean(1).mean()
-    w = class_weights.to(logits.device, torch.float32)[labels]
+    w = (class_weights.to(logits.device, torch.float32)[labels] if class_weights is not None
+         else torch.ones_like(ce))
+    if snippet_mask is not None:
+        w = w * snippet_mask.to(w.dtype)
     return _safe_ratio((w * ce).sum(1), w.sum(1)).mean()
 
 
@@ -120,30 +136,35 @@ def completeness_loss(fg_logits: Tensor, fg_mask: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fg_logits.float(), fg_mask.float())
 
 
-def _topk_mean(feats: Tensor, score: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Mean of ``feats`` (B, T, C) over the top-k valid snippets by ``score`` (B, T).
+def _topk_mean(feats: Tensor, score: Tensor, valid: Tensor, k: int,
+               weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Mean of ``feats`` (B, T, C) over the top-k valid snippets by ``score`` (B, T), each
+    weighted by ``weight`` (B, T) when given (the selection itself is not differentiated).
 
     Returns (means (B, C), count (B,)); a video with no valid snippet gets a zero mean.
     """
     k = min(k, score.shape[1])
-    idx = score.masked_fill(~valid, float("-inf")).topk(k, dim=1).indices
-    sel = torch.zeros_like(score).scatter(1, idx, valid.gather(1, idx).to(score.dtype))
+    idx = score.detach().masked_fill(~valid, float("-inf")).topk(k, dim=1).indices
+    sel = torch.zeros_like(score).scatter(1, idx, valid.gather(1, idx).to(score.dtype)).detach()
     count = sel.sum(1)
-    mean = (sel.unsqueeze(-1) * feats.float()).sum(1) / count.clamp_min(1.0).unsqueeze(-1)
+    w = sel if weight is None else sel * weight
+    mean = (w.unsqueeze(-1) * feats.float()).sum(1) / w.sum(1).clamp_min(1e-6).unsqueeze(-1)
     return mean, count
 
 
 def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tensor,
                      mask_feats: Tensor, topk: int = 10, class_threshold: float = 0.1,
-                     mask_threshold: float = 0.5) -> Tensor:
+                     mask_threshold: float = 0.5, weighting: str = "hard") -> Tensor:
     """L_const: ``class_logits`` (B, T, K+1), ``mask_logits`` (B, T, T), E_p and E_m features
     ``clf_feats`` / ``mask_feats`` (B, T, C_p) -> scalar (mean over all B videos; a video
-    without both sets contributes 0)."""
-    with torch.no_grad():
-        conf_c = class_logits.float().softmax(-1)[..., :-1].amax(-1)        # (B, T)
-        conf_m = torch.sigmoid(mask_logits.float().diagonal(dim1=1, dim2=2))
-    f_clf, n_c = _topk_mean(clf_feats, conf_c, conf_c > class_threshold, topk)
-    f_mask, n_m = _topk_mean(mask_feats, conf_m, conf_m > mask_threshold, topk)
+    without both sets contributes 0). ``weighting``: see :class:`LossConfig`."""
+    conf_c = class_logits.float().softmax(-1)[..., :-1].amax(-1)            # (B, T)
+    conf_m = torch.sigmoid(mask_logits.float().diagonal(dim1=1, dim2=2))
+    soft = weighting == "soft"
+    f_clf, n_c = _topk_mean(clf_feats, conf_c, conf_c.detach() > class_threshold, topk,
+                            conf_c if soft else None)
+    f_mask, n_m = _topk_mean(mask_feats, conf_m, conf_m.detach() > mask_threshold, topk,
+                             conf_m if soft else None)
     ok = ((n_c > 0) & (n_m > 0)).float()
     cos = F.cosine_similarity(f_clf, f_mask, dim=-1, eps=1e-6)
     return ((1 - cos) * ok).mean()
@@ -175,12 +196,13 @@ class STALELoss(nn.Module):
                 raise StaleError(f"targets.{key} has shape {tuple(value.shape)}, "
                                  f"expected {shape} to match the model output")
         fg = targets.fg_mask
-        cls = classification_loss(out.class_logits, targets.snippet_labels, self.class_weights)
+        kept = out.fg_hard if cfg.cls_snippets == "kept" else None
+        cls = classification_loss(out.class_logits, targets.snippet_labels, self.class_weights, kept)
         mask = mask_loss(out.mask_logits, targets.instance_masks, fg, cfg.lambda_dice)
         comp = (completeness_loss(out.fg_logits, fg) if out.fg_learned
                 else out.fg_logits.float().sum() * 0.0)
         const = consistency_loss(out.class_logits, out.mask_logits, out.const_clf_feats,
                                  out.const_mask_feats, cfg.const_topk, cfg.const_class_threshold,
-                                 cfg.const_mask_threshold)
+                                 cfg.const_mask_threshold, cfg.const_weighting)
         total = cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
         return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const)

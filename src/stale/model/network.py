@@ -69,7 +69,8 @@ class STALE(nn.Module):
         self.cross_modal = CrossModalAdapter(cfg.cross_modal, cfg.width)
         self.classifier = CosineClassifier(cfg.heads)
         self.localizer = DynamicMaskLocalizer(cfg.heads, cfg.width)
-        self.consistency = ConsistencyProjections(cfg.heads, cfg.width)
+        const_width = cfg.input_dim if cfg.heads.const_input == "features" else cfg.width
+        self.consistency = ConsistencyProjections(cfg.heads, const_width)
 
     def _check_features(self, features: Tensor) -> None:
         if features.dim() != 3 or features.shape[-1] != self.cfg.input_dim:
@@ -80,6 +81,11 @@ class STALE(nn.Module):
                              "one video and one snippet")
         if not torch.isfinite(features).all():
             raise StaleError("features contain NaN or infinite values")
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Training-schedule hook called by the trainer at the start of every epoch (0-based);
+        ``None`` = a trained model (what prediction uses)."""
+        self.masking.set_epoch(epoch)
 
     def encode_text(self, class_names: Sequence[str]) -> Tensor:
         """One text-encoder call for all classes -> (K+1, C)."""
@@ -93,9 +99,12 @@ class STALE(nn.Module):
         return self.text_proj(text)
 
     def forward(self, features: Tensor, class_names: Sequence[str],
-                gt_fg: Tensor | None = None, text: Tensor | None = None) -> ModelOutput:
+                gt_fg: Tensor | None = None, text: Tensor | None = None,
+                force_gt_mask: bool = False) -> ModelOutput:
         """``features`` (B, T, D); ``gt_fg`` (B, T) for the ``gt`` masking ablation; ``text``:
-        optional precomputed :meth:`encode_text` ``(class_names)`` output (K+1, C)."""
+        optional precomputed :meth:`encode_text` ``(class_names)`` output (K+1, C);
+        ``force_gt_mask``: gate with ``gt_fg`` whatever ``masking.kind`` (prediction with
+        ground-truth masks, paper Table 3)."""
         self._check_features(features)
         if text is None:
             text = self.encode_text(class_names)                               # (K+1, C)
@@ -104,9 +113,10 @@ class STALE(nn.Module):
                              f"({len(class_names) + 1}, {self.cfg.width}): K classes + background "
                              "at the model width (the output of encode_text)")
         f_vis = self.temporal(features)                                        # Eq. 1
-        mask = self.masking(f_vis, gt_fg)                                      # Eq. 3-4
+        mask = self.masking(f_vis, gt_fg, force_gt=force_gt_mask)             # Eq. 3-4
         text_v = self.cross_modal(text, mask.fg_features, mask.fg_hard)        # Eq. 5-6
-        clf_feats, mask_feats = self.consistency(f_vis)
+        clf_feats, mask_feats = self.consistency(features if self.cfg.heads.const_input == "features"
+                                                 else f_vis)
         return ModelOutput(
             class_logits=self.classifier(text_v, f_vis, mask.fg_weight),      # Eq. 7
             mask_logits=self.localizer(f_vis),                                 # Eq. 8

@@ -42,17 +42,11 @@ class DemoOptions:
 
 
 def demo_synth_config(opts: DemoOptions):
-    """The demo's benchmark: CLIP-like (features share the 128-d space of the offline text tower),
-    with a class-agnostic actionness cue, and noise at which per-snippet zero-shot matching of
-    unseen classes against their text embeddings is about 0.5 accurate (chance 0.2)."""
-    from stale.synth.encoder import VisualEncoderConfig
-    from stale.synth.generate import SynthConfig
-    from stale.synth.render import RenderConfig
+    """The demo's benchmark: the ``aligned`` preset (CLIP-like: features share the 128-d space of
+    the offline text tower, with a class-agnostic actionness cue, see stale.synth.presets)."""
+    from stale.synth.presets import preset
 
-    return SynthConfig(layout="thumos14", dim=128, seed=opts.seed,
-                       max_videos_per_subset=opts.max_videos_per_subset,
-                       encoder=VisualEncoderConfig(kind="aligned"),
-                       render=RenderConfig(noise=1.0, instance_variation=0.6, actionness=1.0))
+    return preset("aligned", opts.seed, opts.max_videos_per_subset)
 
 
 def _check_folder(out: Path) -> None:

@@ -37,7 +37,7 @@ log = get_logger("predict")
 
 #: config keys ``stale predict --set`` may change (the model itself is fixed by its weights)
 PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "text.truncate",
-                   "train.device", "train.amp", "train.threads")
+                   "train.device", "train.amp", "train.threads", "two_stage.proposals")
 
 
 class StaleDetector:
@@ -49,7 +49,8 @@ class StaleDetector:
     def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
         self.model = model
         self.cfg = cfg
-        self.needs_targets = cfg.model.masking.kind == "gt"
+        self.use_gt_mask = cfg.inference.mask_source == "ground_truth"
+        self.needs_targets = cfg.model.masking.kind == "gt" or self.use_gt_mask
 
     @torch.no_grad()
     def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
@@ -62,7 +63,7 @@ class StaleDetector:
         self.model.eval()
         use_amp = self.cfg.train.amp and device.type == "cuda"
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.model(features, list(class_names), gt_fg=gt_fg)
+            out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
         return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
 
 

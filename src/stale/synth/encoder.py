@@ -8,12 +8,21 @@ seen classes.
     x̃ = (x - μ) / s                               (optional centring, see below)
     h = tanh(g · W1 x̃ + b1)       W1 ~ N(0, 1), b1 ~ N(0, bias_std²)      (H, E)
     kind "mlp":      p = normalise(W2 h)                 W2 ~ N(0, 1/H)   (D, H)
-    kind "aligned":  p = normalise(x̃ + γ · W2 h)         W2 ~ N(0, 1/H)   (E, H), needs D = E
+    kind "aligned":  p = normalise(R x̃ + γ · W2 h + g·u) W2 ~ N(0, 1/H)   (E, H), needs D = E
+    kind "linear":   p = normalise(A x̃ + γ · W2 h)       A ~ N(0, 1/E)    (D, E)
 
 ``aligned`` mimics CLIP, whose image and text embeddings share one space: the visual prototype is
 the (centred) text embedding itself, bent by a fixed random non-linear perturbation of relative
 size γ (``perturbation``). ``mlp`` maps to an unrelated space, which a detector must learn from the
 seen classes alone — with near-orthogonal class embeddings that does not transfer to unseen ones.
+``linear`` maps to an unrelated space of any dimension through a fixed random linear map plus the
+same non-linear perturbation: features not aligned with text (as from a video encoder trained
+without language), yet the class geometry is kept, so the name information is recoverable in
+principle (a linear probe fitted on seen classes transfers). For ``aligned``, ``rotation`` (radians)
+turns the prototypes by a fixed random rotation ``R = exp(rotation * S)`` (``S`` a random
+skew-symmetric matrix of unit spectral norm) and ``gap`` adds a constant unit vector ``u`` times
+``gap`` -- CLIP's modality gap: image and text embeddings share a space up to a rotation-like
+misalignment and a constant offset.
 
 ``μ`` is the mean embedding of the layout's whole class list and ``s`` the RMS norm of the centred
 embeddings. Random text towers (and real CLIP) give embeddings with a large shared component;
@@ -37,8 +46,10 @@ class VisualEncoderConfig:
     gain: float = 1.5  # g: pre-activation std for a unit-norm input; 1.5 makes tanh clearly non-linear
     bias_std: float = 0.5
     center_text: bool = True
-    kind: str = "mlp"  # "mlp" (unrelated space) or "aligned" (CLIP-like shared space, D = E)
-    perturbation: float = 0.5  # γ of the aligned kind
+    kind: str = "mlp"  # "mlp" (unrelated space), "aligned" (CLIP-like shared space, D = E), "linear"
+    perturbation: float = 0.5  # γ of the aligned / linear kinds
+    rotation: float = 0.0  # aligned: angle scale of the fixed random rotation R (radians)
+    gap: float = 0.0  # aligned: norm of the constant modality-gap offset
 
 
 class RandomVisualEncoder:
@@ -62,14 +73,30 @@ class RandomVisualEncoder:
         else:
             self.mu = np.zeros(self.text_dim)
             self.scale = float(np.sqrt((emb ** 2).sum(axis=1).mean()))
-        if cfg.kind not in ("mlp", "aligned"):
-            raise StaleError(f"synth encoder.kind must be 'mlp' or 'aligned', got {cfg.kind!r}")
+        if cfg.kind not in ("mlp", "aligned", "linear"):
+            raise StaleError(f"synth encoder.kind must be 'mlp', 'aligned' or 'linear', got {cfg.kind!r}")
         if cfg.kind == "aligned" and self.dim != self.text_dim:
             raise StaleError(f"synth encoder.kind 'aligned' puts features in the text space: dim must "
                              f"equal the text embedding size {self.text_dim}, got {self.dim}")
         self.w1 = rng.standard_normal((cfg.hidden_dim, self.text_dim)) * cfg.gain
         self.b1 = rng.standard_normal(cfg.hidden_dim) * cfg.bias_std
         self.w2 = rng.standard_normal((self.dim, cfg.hidden_dim)) / np.sqrt(cfg.hidden_dim)
+        # drawn after the original parameters, so existing kinds keep their exact weights
+        self.rot = None
+        self.offset = None
+        self.lin = None
+        if cfg.kind == "aligned" and cfg.rotation:
+            import torch
+
+            a = rng.standard_normal((self.dim, self.dim))
+            skew = (a - a.T) / 2
+            skew /= np.linalg.norm(skew, 2)
+            self.rot = torch.linalg.matrix_exp(torch.from_numpy(cfg.rotation * skew)).numpy()
+        if cfg.kind == "aligned" and cfg.gap:
+            u = rng.standard_normal(self.dim)
+            self.offset = cfg.gap * u / np.linalg.norm(u)
+        if cfg.kind == "linear":
+            self.lin = rng.standard_normal((self.dim, self.text_dim)) / np.sqrt(self.text_dim)
 
     def normalised_text(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, E) -> (N, E) the encoder's input x̃ (centred and scaled to unit RMS norm)."""
@@ -90,5 +117,10 @@ class RandomVisualEncoder:
         h = np.tanh(x @ self.w1.T + self.b1)
         p = h @ self.w2.T
         if self.cfg.kind == "aligned":
-            p = x + self.cfg.perturbation * p
+            base = x @ self.rot.T if self.rot is not None else x
+            p = base + self.cfg.perturbation * p
+            if self.offset is not None:
+                p = p + self.offset
+        elif self.cfg.kind == "linear":
+            p = x @ self.lin.T + self.cfg.perturbation * p
         return p / np.linalg.norm(p, axis=1, keepdims=True)

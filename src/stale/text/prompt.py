@@ -66,6 +66,11 @@ class TextEncoderConfig:
     truncate: a prompt longer than CLIP's 77 tokens is an ``error`` (default), or with ``name``
         the class name's last tokens are cut to fit, as CoOp does (counted in
         ``PromptedTextEncoder.truncated`` and reported in the run folder).
+    encoder: ``transformer`` (CLIP's text transformer over the prompt) or ``none`` (paper
+        Table 5, "no encoder"): a class is the mean of its name's CLIP token embeddings (the
+        vocabulary, frozen) through a learned linear map initialised from CLIP's
+        ``text_projection``; the background is a learned vector through the same map. No
+        context tokens, no transformer.
     """
 
     arch: str = "ViT-B-16"
@@ -80,6 +85,7 @@ class TextEncoderConfig:
     cache_dir: str | None = None
     grad_checkpointing: bool = True
     truncate: Literal["error", "name"] = "error"
+    encoder: Literal["transformer", "none"] = "transformer"
 
     def validate(self) -> None:
         if self.context_length < 0:
@@ -108,6 +114,12 @@ class PromptedTextEncoder(nn.Module):
         self._init_prompt_params()
         for name, p in self.tower.named_parameters():
             p.requires_grad_(cfg.finetune and not name.startswith("token_embedding"))
+        self.bow_proj = None
+        if cfg.encoder == "none":
+            self.bow_proj = nn.Linear(tower.width, tower.embed_dim, bias=False)
+            with torch.no_grad():
+                self.bow_proj.weight.copy_(tower.text_projection.detach().T)
+            self.ctx.requires_grad_(False)   # no prompt: the context is unused
         self._layouts: OrderedDict[tuple[str, ...], tuple[Tensor, ...]] = OrderedDict()
         self._features: OrderedDict[tuple[str, ...], tuple[tuple, Tensor]] = OrderedDict()
         #: class name -> BPE tokens cut from it to fit the prompt (``truncate: name``)
@@ -200,12 +212,24 @@ class PromptedTextEncoder(nn.Module):
         self._features.clear()
         return super().train(mode)
 
+    def bag_of_words(self, names: Sequence[str]) -> Tensor:
+        """``encoder: none``: (K+1, embed_dim) mean token embedding of each name (+ background)."""
+        weight = self.tower.token_embedding.weight
+        rows = []
+        for k, name in enumerate(names):
+            ids = torch.tensor(self.tokenizer.encode_name(name, k), device=weight.device)
+            rows.append(weight[ids].mean(0))
+        rows.append(self.bg.to(weight.dtype))
+        return self.bow_proj(torch.stack(rows))
+
     def forward(self, class_names: Sequence[str]) -> Tensor:
         """Text features of the K named classes plus background: (K+1, embed_dim), row K = bg.
 
         One batched pass for all K+1 prompts. In eval mode the result is cached (no gradient).
         """
         names = check_class_names(class_names)
+        if self.bow_proj is not None:
+            return self.bag_of_words(names)
         if self.training:
             x, eos_pos = self.prompt_embeddings(names)
             return self.tower.encode_embeddings(x, eos_pos)

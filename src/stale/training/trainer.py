@@ -258,6 +258,8 @@ class Trainer:
 
     def train_epoch(self, data: VideoFeatureDataset, epoch: int) -> dict[str, float]:
         self.model.train()
+        if hasattr(self.module, "set_epoch"):
+            self.module.set_epoch(epoch)
         order = shard_order(epoch_order(len(data), self.cfg.seed, epoch), self.dist.rank,
                             self.dist.world_size)
         loader = self._loader(data, order, self.cfg.batch_size)
@@ -315,6 +317,9 @@ class Trainer:
             record: dict[str, Any] = {"epoch": epoch + 1}
             record.update({f"train_{k}": v for k, v in self.train_epoch(train, epoch).items()})
             self._check_weights(f"after epoch {epoch + 1}")
+            if hasattr(self.module, "set_epoch"):
+                # held-out metrics judge the model as it will be used (training schedules off)
+                self.module.set_epoch(None)
             if val is not None and len(val) > 0:
                 record.update({f"val_{k}": v for k, v in self.evaluate_loss(val).items()})
             if self.selection.evaluate is not None:
@@ -340,4 +345,6 @@ class Trainer:
                 log.info("epoch %d/%d: %s, %.1fs%s", epoch + 1, self.cfg.epochs, shown,
                          record["seconds"], " (best)" if is_best and key else "")
             barrier(self.dist)
+        if hasattr(self.module, "set_epoch"):
+            self.module.set_epoch(None)
         return self.history

@@ -1,0 +1,59 @@
+"""``stale experiment SPEC --out DIR [...]`` / ``stale experiment summarize DIR`` / ``stale experiment list``."""
+
+HELP = "run a paper experiment (variants x datasets x settings x splits x seeds) and tabulate mean ± std"
+
+
+def add_arguments(parser):
+    parser.add_argument("spec", metavar="SPEC|summarize|list",
+                        help="experiment spec (YAML file or shipped name, e.g. table1), or 'summarize DIR', or 'list'")
+    parser.add_argument("folder", nargs="?", help="with summarize: the experiment folder")
+    parser.add_argument("--out", help="experiment folder (cells, results.json, results.md, results.png)")
+    parser.add_argument("--splits", default=None, help="class splits to run, e.g. 0-9 or 0,1,2 (default: the spec's)")
+    parser.add_argument("--seeds", default=None, help="training seeds, e.g. 0-2 (default: the spec's)")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the spec's variants")
+    parser.add_argument("--datasets", default=None,
+                        help="comma-separated datasets of the spec (default: its default_datasets, e.g. the built-in "
+                             "benchmarks; real ones need --set data.features.root=...)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override applied to every cell (e.g. data roots of real features), repeatable")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells run at once on this machine (one GPU each if there are GPUs; CPU threads divided otherwise)")
+    parser.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
+                        help="local processes, Slurm jobs through submitit, or submitit's local executor")
+    parser.add_argument("--partition", default=None, help="Slurm partition")
+    parser.add_argument("--time", type=int, default=60, help="Slurm time limit per cell, minutes")
+    parser.add_argument("--gpus-per-job", type=int, default=0, help="Slurm GPUs per cell")
+    parser.add_argument("--cpus-per-job", type=int, default=2, help="Slurm CPUs per cell")
+
+
+def run(args):
+    from stale.core.errors import StaleError
+    from stale.runs import experiment as ex
+
+    if args.spec == "list":
+        for name in ex.list_specs():
+            print(name)
+        return 0
+    if args.spec == "summarize":
+        if not args.folder:
+            raise StaleError("summarize: give the experiment folder (stale experiment summarize DIR)")
+        res = ex.summarize(args.folder)
+        print(ex.format_results(ex.load_spec(res["spec"]), res))
+        return 0
+    if not args.out:
+        raise StaleError("give --out DIR for the experiment's cells and results")
+    res = ex.run_experiment(
+        args.spec, args.out,
+        splits=ex.parse_range(args.splits) if args.splits else None,
+        seeds=ex.parse_range(args.seeds, "--seeds") if args.seeds else None,
+        variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None,
+        datasets=[v.strip() for v in args.datasets.split(",") if v.strip()] if args.datasets else None,
+        overrides=args.overrides, jobs=args.jobs, launcher=args.launcher,
+        slurm={"partition": args.partition, "time": args.time, "gpus": args.gpus_per_job, "cpus": args.cpus_per_job,
+               "parallel": args.jobs})
+    print(ex.format_results(ex.load_spec(res["spec"]), res))
+    print(f"results: {args.out}/results.json, results.md, results.png")
+    if res["failed"]:
+        raise StaleError(f"{len(res['failed'])} of {res['cells_expected']} cells failed (see {args.out}/results.md): "
+                         f"first: {res['failed'][0]['key']}: {res['failed'][0]['error']}")
+    return 0

@@ -1,0 +1,149 @@
+"""The experiment runner: a 2-split, 2-variant spec end to end through the CLI, resume,
+failed cells, aggregation checked against the cells' own metrics, and the launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stale.core.errors import StaleError
+from stale.runs.experiment import cells_of, load_spec, parse_range, select_datasets
+
+REPO = Path(__file__).resolve().parents[2]
+
+SPEC = {
+    "name": "mini",
+    "title": "mini experiment",
+    "base": "demo",
+    "overrides": ["train.epochs=2", "data.num_snippets=32", "model.masking.num_queries=4",
+                  "model.temporal.num_layers=1", "train.val_fraction=0.2", "inference.top_k=10"],
+    "datasets": {"aligned": {"synth": {"preset": "aligned", "max_videos_per_subset": 40}}},
+    "settings": {"75/25": ["protocol.setting=75"]},
+    "splits": [0, 1],
+    "variants": {"STALE": [], "control": {"control_of": "STALE"}},
+    "paper": {"STALE": {"75/25": "TH14 23.8"}},
+}
+
+
+def _cli(*args, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "stale", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    spec = tmp / "mini.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    out = tmp / "out"
+    proc = _cli("experiment", spec, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return spec, out, proc
+
+
+def test_every_cell_is_a_run_folder_with_its_evaluation(finished):
+    _, out, proc = finished
+    res = json.loads((out / "results.json").read_text())
+    assert res["cells_expected"] == res["cells_done"] == 4 and not res["failed"]
+    for rec in res["cells"]:
+        folder = Path(rec["run_dir"])
+        for name in ("predictions.json", "ground_truth.json", "metrics.json", "cell.json"):
+            assert (folder / name).is_file(), (folder, name)
+        if rec["cell"]["variant"] == "STALE":
+            assert (folder / "best.pt").is_file() and (folder / "config.yaml").is_file()
+            cfg = yaml.safe_load((folder / "config.yaml").read_text())
+            assert cfg["protocol"]["split"] == rec["cell"]["split"] and cfg["train"]["epochs"] == 2
+        else:   # the control reuses the STALE run of its cell and trains nothing
+            assert not (folder / "best.pt").exists() and rec["permuted_names"]
+        gt = json.loads((folder / "ground_truth.json").read_text())["database"]
+        labels = {a["label"] for v in gt.values() for a in v["annotations"]}
+        assert labels <= set(rec["classes"])
+    assert "| STALE |" in proc.stdout and (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summary_is_the_mean_and_sample_std_of_the_cells(finished):
+    _, out, _ = finished
+    res = json.loads((out / "results.json").read_text())
+    for variant in ("STALE", "control"):
+        cells = [json.loads(Path(r["run_dir"], "metrics.json").read_text()) for r in res["cells"]
+                 if r["cell"]["variant"] == variant]
+        node = res["summary"][variant]["aligned"]["75/25"]
+        avgs = [c["average_mAP"] for c in cells]
+        assert node["n"] == 2
+        assert node["average_mean"] == pytest.approx(statistics.mean(avgs))
+        assert node["average_std"] == pytest.approx(statistics.stdev(avgs))
+        for t in range(5):
+            assert node["mean"][t] == pytest.approx(statistics.mean(c["mAP"][t] for c in cells))
+    md = (out / "results.md").read_text()
+    assert "## aligned, 75/25" in md and "TH14 23.8" in md and " ± " in md
+
+
+def test_rerun_skips_finished_cells_and_summarize_rebuilds(finished):
+    spec, out, _ = finished
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("best.pt")}
+    proc = _cli("experiment", spec, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "4 cells, 0 to run" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("best.pt")} == before
+    (out / "results.md").unlink()
+    proc = _cli("experiment", "summarize", out)
+    assert proc.returncode == 0 and (out / "results.md").is_file() and "| control |" in proc.stdout
+
+
+def test_a_failed_cell_is_reported_and_the_others_finish(tmp_path):
+    spec = dict(SPEC, splits=[0], variants={
+        "STALE": [],
+        # pseudo-unseen selection with no held-out video: this cell fails at training time
+        "broken": ["train.select=pseudo_unseen", "train.val_fraction=0.0"]})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = _cli("experiment", path, "--out", tmp_path / "out")
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stale experiment: error:")]
+    assert len(errors) == 1 and "1 of 2 cells failed" in errors[0] and "broken" in errors[0]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["cells_done"] == 1 and res["failed"][0]["key"].startswith("broken")
+    assert "## Failed cells" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_submitit_local_launcher_runs_cells(tmp_path):
+    pytest.importorskip("submitit")
+    spec = dict(SPEC, splits=[0], variants={"linear probe": ["method=linear_probe"]})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = _cli("experiment", path, "--out", tmp_path / "out", "--launcher", "submitit-local")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["cells_done"] == 1 and math.isfinite(res["cells"][0]["metrics"]["average_mAP"])
+    assert list((tmp_path / "out" / "submitit").glob("*_log.out"))
+
+
+def test_spec_validation_and_ranges(tmp_path):
+    assert parse_range("0-2,5") == [0, 1, 2, 5] and parse_range(3) == [3]
+    with pytest.raises(StaleError, match="backwards"):
+        parse_range("5-1")
+    with pytest.raises(StaleError, match="not another trained variant"):
+        load_spec(dict(SPEC, variants={"a": [], "c": {"control_of": "nope"}}))
+    with pytest.raises(StaleError, match="unknown key"):
+        load_spec(dict(SPEC, bogus=1))
+    with pytest.raises(StaleError, match="inference"):
+        load_spec(dict(SPEC, variants={"a": [], "b": {"reuse": "a", "predict": ["model.width=8"]}}))
+    spec = load_spec("table1")
+    select_datasets(spec, None)
+    assert {d.name for d in spec.datasets} == {"aligned", "nonaligned"}
+    assert len(cells_of(spec)) == 6 * 2 * 2 * 10
+    # a typo in an override fails before any cell runs or anything is written
+    bad = dict(SPEC, variants={"STALE": ["model.masking.kindd=none"]})
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(bad))
+    proc = _cli("experiment", p, "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "kindd" in proc.stderr and not (tmp_path / "o").exists()
