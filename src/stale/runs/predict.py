@@ -101,8 +101,8 @@ class LoadedRun:
 
         ``features``: a (T, D) array/tensor or the path of a ``.npy`` file of native-rate
         features; ``classes``: names (a list or a comma-separated string); ``duration``: the
-        video's length in seconds (default: read from ``videos.json`` next to the ``.npy`` when
-        it was written by ``stale extract``).
+        video's length in seconds (default: from ``videos.json`` next to the ``.npy`` when
+        ``stale extract`` wrote it, else from the run's annotation file when it lists the video).
         """
         names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
         names = [c for c in names if c]
@@ -111,6 +111,8 @@ class LoadedRun:
         if len(set(names)) != len(names):
             raise StaleError(f"detect: duplicate class names in {names}")
         check_prompts(self.cfg, [names])
+        if duration is None and isinstance(features, (str, Path)):
+            duration = self._annotated_duration(Path(features))
         arr, duration = _features_and_duration(features, duration)
         if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim:
             raise StaleError(f"detect: features have shape {tuple(arr.shape)}, the run expects "
@@ -122,6 +124,18 @@ class LoadedRun:
         det = self.detector(x.unsqueeze(0).to(self.device), names, [duration])
         items = det.to_lists(names)[0]
         return items[:top] if top else items
+
+
+    def _annotated_duration(self, path: Path) -> float | None:
+        """Duration of the video a feature file belongs to, from the run's annotations."""
+        f = self.cfg.data.features
+        stem = path.name[:-len(f.suffix)] if path.name.endswith(f.suffix) else path.stem
+        vid = stem[len(f.prefix):] if f.prefix and stem.startswith(f.prefix) else stem
+        try:
+            ann = load_run_annotations(self.cfg)
+        except StaleError:
+            return None
+        return ann.videos[vid].duration if vid in ann else None
 
 
 def _features_and_duration(features, duration):
@@ -150,7 +164,8 @@ def _features_and_duration(features, duration):
                     duration = entry.get("duration")
                     break
     if duration is None:
-        raise StaleError("detect: give the video's duration in seconds (no videos.json next to the features)")
+        raise StaleError("detect: give the video's duration in seconds (no videos.json next to the features, "
+                         "and the run's annotations do not list this video)")
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise StaleError(f"detect: duration must be a positive number of seconds, got {duration!r}")
     return arr, float(duration)
