@@ -52,10 +52,11 @@ class LossConfig:
     class_weights: optional K+1 weights for L_c (background last); None = unweighted.
     const_topk: k of the top-k selections of L_const (clamped to T).
     const_class_threshold / const_mask_threshold: theta_c and theta_m of Eq. 12.
-    cls_snippets: which snippets L_c averages over: ``all`` (masked-out snippets count, with the
-        background logits they get) or ``kept`` (only those the binarised mask keeps: a masked-out
-        action snippet is the mask's error, which L_comp trains, not the classifier's). See
-        docs/model.md, "Masked snippets in L_c", for the measurement behind the default.
+    cls_snippets: which snippets L_c sums over: ``all`` (masked-out snippets count, with the
+        background logits they get: a masked-out *action* snippet costs about the classifier
+        scale s, ~14, and its only gradient lowers s) or ``kept`` (only those the binarised mask
+        keeps -- a masked-out action snippet is the mask's error, which L_comp trains; the sum is
+        still divided by all T snippets). See docs/model.md, "The mask-gate collapse".
     const_weighting: ``hard`` (the paper: plain means over the detached top-k selections; only
         E_p / E_m get gradient) or ``soft`` (the same selections, each snippet weighted by its
         confidence, so the gradient also reaches the classification and mask outputs).
@@ -91,8 +92,9 @@ def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | 
                         snippet_mask: Tensor | None = None) -> Tensor:
     """L_c: ``logits`` (B, T, K+1), ``labels`` (B, T) int in [0, K] -> scalar (mean over videos).
 
-    ``snippet_mask`` (B, T) bool restricts each video's mean to those snippets (a video with
-    none contributes 0)."""
+    ``snippet_mask`` (B, T) bool: only those snippets contribute (the others count 0), still
+    divided by all T snippets (or their class weights), so the term keeps its scale whatever
+    share of snippets a mask keeps."""
     num_classes = logits.shape[-1]
     if class_weights is not None and class_weights.numel() != num_classes:
         raise StaleError(f"loss.class_weights has {class_weights.numel()} entries, expected "
@@ -106,9 +108,8 @@ def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | 
         return ce.mean(1).mean()
     w = (class_weights.to(logits.device, torch.float32)[labels] if class_weights is not None
          else torch.ones_like(ce))
-    if snippet_mask is not None:
-        w = w * snippet_mask.to(w.dtype)
-    return _safe_ratio((w * ce).sum(1), w.sum(1)).mean()
+    used = w * snippet_mask.to(w.dtype) if snippet_mask is not None else w
+    return _safe_ratio((used * ce).sum(1), w.sum(1)).mean()
 
 
 def mask_loss(mask_logits: Tensor, instance_masks: Tensor, fg_mask: Tensor,
