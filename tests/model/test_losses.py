@@ -134,7 +134,7 @@ def test_total_is_weighted_sum():
     expect = (0.5 * terms.cls + 2 * terms.mask + 3 * terms.comp
               + 0.25 * terms.const)
     torch.testing.assert_close(terms.total, expect)
-    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const"}
+    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const", "align"}
 
 
 @pytest.mark.parametrize("fg_rows", [None, [0, 1, 2, 3, 4, 5]])
@@ -181,7 +181,7 @@ def test_losses_decompose_over_micro_batches(class_weights):
     for k in keys:
         getattr(out, k).grad = None
     chunks = [(0, 2), (2, 5), (5, 6)]
-    terms = ("total", "cls", "mask", "comp", "const")
+    terms = ("total", "cls", "mask", "comp", "const", "align")
     acc = {k: 0.0 for k in terms}
     for a, b in chunks:
         part = loss(dataclasses.replace(out, **{k: getattr(out, k)[a:b] for k in
@@ -259,3 +259,19 @@ def test_learned_projections_can_zero_the_consistency_loss_on_noise_but_fixed_ca
     assert results["fixed"][1] == pytest.approx(results["fixed"][0]) and results["fixed"][1] > 0.02
     a, b = ConsistencyProjections(HeadsConfig(const_projection="fixed"), C)(x)
     assert torch.equal(a, b)   # one shared projection: identical selections agree exactly
+
+
+def test_alignment_loss_hand_computed_and_decomposes():
+    from stale.model.losses import alignment_loss
+
+    s = torch.tensor(10.0)
+    cos = torch.tensor([[[0.5, 0.1, 0.0], [0.2, 0.9, 0.0], [0.3, 0.3, 0.0]],
+                        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[0, 1, 2], [2, 2, 2]])           # video 2: background only
+    kept = torch.tensor([[True, True, True], [True, True, True]])
+    got = alignment_loss(cos * s, s, labels, kept)
+    assert got.item() == pytest.approx(((1 - 0.5) + (1 - 0.9)) / 2 / 2)   # video 2 contributes 0
+    kept[0, 1] = False
+    assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(0.5 / 2)
+    parts = [alignment_loss(cos[i:i + 1] * s, s, labels[i:i + 1], kept[i:i + 1]) for i in range(2)]
+    assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(sum(p.item() for p in parts) / 2)
