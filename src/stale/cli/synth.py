@@ -12,7 +12,11 @@ KNOB_FLAGS = {
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--layout", required=True, choices=["thumos14", "activitynet"])
+    parser.add_argument("--layout", default=None, choices=["thumos14", "activitynet"],
+                        help="dataset layout (required unless --preset)")
+    parser.add_argument("--preset", default=None, choices=["aligned", "aligned-gap", "nonaligned"],
+                        help="a built-in benchmark setting (stale.synth.presets; THUMOS14 layout); other "
+                             "options then change it")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=None, help="feature dimension (default 256)")
@@ -38,8 +42,18 @@ def run(args) -> int:
     from stale.core.errors import StaleError
     from stale.synth.generate import SynthConfig, SynthDataset, default_embed_fn
 
-    data = to_dict(SynthConfig())
-    data.update(layout=args.layout, seed=args.seed)
+    if args.preset is None and args.layout is None:
+        raise StaleError("give --layout thumos14|activitynet or --preset NAME")
+    if args.preset is not None:
+        from stale.synth.presets import preset
+
+        data = to_dict(preset(args.preset))
+        if args.layout is not None:
+            data["layout"] = args.layout
+        data["seed"] = args.seed
+    else:
+        data = to_dict(SynthConfig())
+        data.update(layout=args.layout, seed=args.seed)
     if args.dim is not None:
         data["dim"] = args.dim
     if args.max_videos_per_subset is not None:
