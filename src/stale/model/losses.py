@@ -78,7 +78,7 @@ class LossConfig:
     const_topk: int = 10
     const_class_threshold: float = 0.1
     const_mask_threshold: float = 0.5
-    cls_snippets: Literal["all", "kept"] = "all"
+    cls_snippets: Literal["all", "kept"] = "kept"
     const_weighting: Literal["hard", "soft"] = "hard"
 
     def validate(self) -> None:
