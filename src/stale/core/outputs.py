@@ -28,7 +28,8 @@ from stale.core.errors import StaleError
 
 #: files whose presence makes a folder a run folder
 RUN_ARTEFACTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "classes.json",
-                 "data_report.json", "train.log", "selection.json", "model.pt")
+                 "data_report.json", "train.log", "selection.json", "model.pt", "steps.jsonl",
+                 "inputs.json", "selection.pt")
 
 
 @dataclass(frozen=True)
