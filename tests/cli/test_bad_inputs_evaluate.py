@@ -72,6 +72,18 @@ def test_json_out_is_a_directory(capsys, files, tmp_path):
     refused(capsys, ["evaluate", gt, pred, "--json-out", tmp_path], "is a directory", roots=[tmp_path])
 
 
+def test_json_out_onto_a_pipe_or_device(capsys, files, tmp_path):
+    """An atomic write would replace the device node (e.g. /dev/null, as root) by a file."""
+    import os
+
+    gt, pred = files
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    refused(capsys, ["evaluate", gt, pred, "--json-out", fifo, "--overwrite"], "not a regular file",
+            roots=[gt, pred])
+    assert fifo.is_fifo()
+
+
 def test_json_out_name_too_long(capsys, files, tmp_path):
     gt, pred = files
     refused(capsys, ["evaluate", gt, pred, "--json-out", tmp_path / ("m" * 300)], "file name too long",
