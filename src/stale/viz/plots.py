@@ -220,8 +220,12 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, t
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-    fig.supxlabel("recall", fontsize=8)
-    fig.supylabel("precision", fontsize=8)
+    for k, ax in enumerate(axes.ravel()[:len(classes)]):
+        if k % cols == 0:
+            ax.set_ylabel("precision", fontsize=8)
+        if k + cols >= len(classes):   # nothing below it: label the axis
+            ax.set_xlabel("recall", fontsize=8)
+            ax.tick_params(labelbottom=True)
     fig.suptitle(f"precision-recall at tIoU {tiou:.2f} (interpolated envelope; area = AP)", fontsize=9)
     if methods:
         handles = [plt.Line2D([], [], color=f"C{i}", label=m) for i, m in enumerate(methods)]
