@@ -239,3 +239,12 @@ def test_python_api(media, tmp_path):
     assert set(res.timings["bars"]) >= {"decode", "features", "detection"}
     page = api.report(tmp_path / "api")
     assert page == tmp_path / "api" / "report.html"
+    # detector settings: at most two detections per video, and a typo is one clear error
+    few = api.detect(media["videos"] / "bars.mp4", ["green bar", "red square"], tmp_path / "few",
+                     weights=str(media["clip"]), clip_frames=4, stride=4, overrides=["segments.top_n=2"])
+    assert 1 <= len(few.results["bars"]) <= 2 < len(res.results["bars"])
+    from stale.core.errors import StaleError
+
+    with pytest.raises(StaleError, match="unknown config key.*top_m"):
+        api.detect(media["videos"] / "bars.mp4", "x", tmp_path / "bad", weights=str(media["clip"]),
+                   overrides=["segments.top_m=2"])

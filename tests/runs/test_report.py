@@ -149,3 +149,42 @@ def test_page_escapes_text_and_script_data(tmp_path):
     assert page.count("<script") == 2                  # the data block and the page's own script
     assert _data(page)["videos"][0]["id"] == evil      # the data survive intact
     assert CLASSES
+
+
+def test_serve_answers_the_page_and_byte_ranges_of_its_videos(tmp_path):
+    import threading
+    import urllib.request
+    from urllib.parse import unquote, urljoin
+
+    from stale.viz.html import make_server, relative_src, serve_root, write_report
+
+    video = tmp_path / "media" / "my clip.mp4"
+    video.parent.mkdir()
+    video.write_bytes(bytes(range(256)) * 40)
+    page = tmp_path / "pages" / "deep" / "r.html"
+    src = relative_src(video, page)
+    assert src == "../../media/my%20clip.mp4" and (page.parent / unquote(src)).resolve() == video
+    write_report(Report("t", [], [VideoView("v", 5.0, {"m": []}, [], src)]), page)
+    root = serve_root(page, [video])
+    assert root == tmp_path
+    server, url = make_server(page, root)
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/pages/deep/r.html")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b"stale-data" in r.read()
+        req = urllib.request.Request(urljoin(url, src), headers={"Range": "bytes=100-299"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+            assert r.status == 206 and r.headers["Content-Range"] == f"bytes 100-299/{256 * 40}"
+        assert body == video.read_bytes()[100:300]
+        req = urllib.request.Request(urljoin(url, src), headers={"Range": "bytes=-10"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.read() == video.read_bytes()[-10:]
+        with urllib.request.urlopen(urljoin(url, src), timeout=10) as r:   # no range: the whole file
+            assert r.status == 200 and r.read() == video.read_bytes()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -443,12 +443,9 @@ def _is_demo_report(folder: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("methods"), dict)
 
 
-def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
-                 workdir: str | os.PathLike | None = None) -> BuiltReport:
-    """The report of the folder ``path`` (module docstring). ``page``: where the page will be
-    written (video paths are made relative to it; default: the folder kind's default)."""
-    import tempfile
-
+def folder_kind(path: str | os.PathLike) -> tuple[str, Path]:
+    """``(kind, default page path)`` of a folder (module docstring), or a StaleError saying what
+    was expected. Reads at most one small JSON file."""
     from stale.core.outputs import RUN_ARTEFACTS
 
     folder = Path(path)
@@ -456,35 +453,45 @@ def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
         raise StaleError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise StaleError(f"{folder}: not a folder (give a demo, detect, run or experiment folder)")
+    if (folder / "detect.json").is_file():
+        return "detect", folder / "report.html"
+    if (folder / "report" / "metrics.json").is_file():
+        return "demo", folder / "report" / "index.html"
+    if _is_demo_report(folder):
+        return "demo-report", folder / "index.html"
+    if (folder / "results.json").is_file():
+        return "experiment", folder / "report.html"
+    if any((folder / n).exists() for n in (*RUN_ARTEFACTS, "predictions.json")):
+        return "run", folder / "report.html"
+    if (folder / "experiment.json").is_file():
+        raise StaleError(f"{folder}: an experiment folder without results.json yet; run "
+                         f"'stale experiment summarize {folder}' first")
+    raise StaleError(f"{folder}: not a stale folder (expected detect.json, report/metrics.json, "
+                     f"results.json, or a run's config.yaml / metrics.jsonl / predictions.json)")
+
+
+def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
+                 workdir: str | os.PathLike | None = None) -> BuiltReport:
+    """The report of the folder ``path`` (module docstring). ``page``: where the page will be
+    written (video paths are made relative to it; default: the folder kind's default)."""
+    import tempfile
+
+    folder = Path(path)
+    kind, default = folder_kind(folder)
+    target = Path(page) if page is not None else default
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
-        if (folder / "detect.json").is_file():
-            kind = ("detect", folder / "report.html")
-        elif (folder / "report" / "metrics.json").is_file():
-            kind = ("demo", folder / "report" / "index.html")
-        elif _is_demo_report(folder):
-            kind = ("demo-report", folder / "index.html")
-        elif (folder / "results.json").is_file():
-            kind = ("experiment", folder / "report.html")
-        elif any((folder / n).exists() for n in (*RUN_ARTEFACTS, "predictions.json")):
-            kind = ("run", folder / "report.html")
-        elif (folder / "experiment.json").is_file():
-            raise StaleError(f"{folder}: an experiment folder without results.json yet; run "
-                             f"'stale experiment summarize {folder}' first")
-        else:
-            raise StaleError(f"{folder}: not a stale folder (expected detect.json, report/metrics.json, "
-                             f"results.json, or a run's config.yaml / metrics.jsonl / predictions.json)")
-        target = Path(page) if page is not None else kind[1]
-        if kind[0] == "detect":
+        if kind == "detect":
             built = _detect_report(folder, target)
-        elif kind[0] == "demo":
+        elif kind == "demo":
             built = _demo_report(folder / "report", target, work)
-        elif kind[0] == "demo-report":
+        elif kind == "demo-report":
             built = _demo_report(folder, target, work)
-        elif kind[0] == "experiment":
+        elif kind == "experiment":
             built = _experiment_report(folder, target, work)
         else:
             built = _run_report(folder, target, work)
+    built.default_out = default
     return built
 
 
@@ -497,10 +504,13 @@ def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None =
     from stale.core.outputs import Output, check_outputs
     from stale.viz.html import is_stale_report, write_report
 
-    built = build_report(path, page=out)
-    target = Path(out) if out is not None else built.default_out
+    _, default = folder_kind(path)
+    target = Path(out) if out is not None else default
     ours = target.is_file() and is_stale_report(target)
-    check_outputs([Output(target, "file", "--out", exists_ok=ours)], inputs=built.inputs, overwrite=overwrite)
+    # the output is checked before the (possibly slow) evaluation work
+    check_outputs([Output(target, "file", "--out", exists_ok=ours)], overwrite=overwrite)
+    built = build_report(path, page=target)
+    check_outputs([Output(target, "file", "--out", exists_ok=True)], inputs=built.inputs)
     write_report(built.report, target)
     built.default_out = target
     return built
