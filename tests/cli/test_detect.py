@@ -248,3 +248,23 @@ def test_python_api(media, tmp_path):
     with pytest.raises(StaleError, match="unknown config key.*top_m"):
         api.detect(media["videos"] / "bars.mp4", "x", tmp_path / "bad", weights=str(media["clip"]),
                    overrides=["segments.top_m=2"])
+
+
+def test_a_run_interrupted_while_writing_resumes(media, tmp_path, monkeypatch):
+    import stale as api
+    import stale.runs.detect as mod
+
+    out = tmp_path / "int"
+
+    def boom(results):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "to_csv", boom)
+    with pytest.raises(KeyboardInterrupt):
+        api.detect(media["videos"] / "bars.mp4", "green bar", out, weights=str(media["clip"]), clip_frames=4, stride=4)
+    assert (out / "detections.json").is_file() and not (out / "detections.csv").exists()
+    assert json.loads((out / "detect.json").read_text())["complete"] is False
+    monkeypatch.undo()
+    res = api.detect(media["videos"] / "bars.mp4", "green bar", out, weights=str(media["clip"]), clip_frames=4, stride=4)
+    assert res.timings["bars"]["cached_features"] and (out / "detections.csv").is_file()
+    assert json.loads((out / "detect.json").read_text())["complete"] is True

@@ -339,8 +339,11 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
     if not results:
         raise StaleError(f"no video could be read ({len(summary.bad)} skipped); nothing to detect in")
 
-    # outputs
+    # outputs; the record goes first (incomplete), so a run interrupted while writing them is
+    # recognised as ours and resumes instead of being refused
     files = {"results": out / RESULTS, "csv": out / CSV_NAME, "report": out / REPORT, "record": out / MARKER}
+    atomic_write_json(files["record"], {"format": FORMAT, **settings, "complete": False,
+                                        "videos": {**(prev or {}).get("videos", {}), **facts}})
     atomic_write_json(files["results"], {"version": "stale detect", "results": results,
                                          "external_data": {"used": False}, "classes": classes,
                                          "detector": description}, indent=None)
@@ -358,7 +361,7 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
             for p in (out / SUBTITLES / f"{old}.srt", out / TIMELINES / f"{old}.png"):
                 if p.is_file():
                     p.unlink()
-    record = {"format": FORMAT, **settings, "detector_description": description,
+    record = {"format": FORMAT, **settings, "complete": True, "detector_description": description,
               "image_encoder": encoder.description, "random_weights": bool(encoder.random),
               "features": FEATURES, "videos": facts, "timings_s": timings,
               "skipped": dict(summary.bad), "models_s": round(t_models, 3),
