@@ -85,3 +85,10 @@ def browser():
     drv = start_browser()
     yield drv
     stop_browser(drv)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_factory():
+    """:func:`make_tiny_dataset` itself, for tests that need another size or width (``from
+    conftest import`` is ambiguous once sub-folders have their own conftest.py)."""
+    return make_tiny_dataset

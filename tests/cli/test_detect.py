@@ -186,14 +186,12 @@ def test_refusals_happen_before_any_work(media, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def runs(media, tmp_path_factory):
+def runs(media, tmp_path_factory, tiny_dataset_factory):
     """Two tiny trained runs: on 32-d features (the tiny CLIP's width) and on 16-d ones."""
-    from conftest import make_tiny_dataset
-
     root = tmp_path_factory.mktemp("detect_runs")
     out = {}
     for dim in (32, 16):
-        data = make_tiny_dataset(root / f"data{dim}", dim=dim, n_train=12, n_val=4)
+        data = tiny_dataset_factory(root / f"data{dim}", dim=dim, n_train=12, n_val=4)
         import stale as api
 
         out[dim] = api.train("tiny", root / f"run{dim}", overrides=[

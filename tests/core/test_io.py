@@ -33,3 +33,40 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "nan.json", {"x": float("nan")})
     assert not (tmp_path / "nan.json").exists()
+
+
+def test_a_full_disk_names_the_destination_not_the_temporary_file(tmp_path):
+    import errno
+
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    def full(p):
+        with open(p, "wb") as fh:
+            fh.write(b"{")
+        raise OSError(errno.ENOSPC, "No space left on device")   # as a write through a handle
+
+    with pytest.raises(OSError) as info:
+        atomic_save(target, full)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_names_near_the_file_system_limit_get_a_temporary_name_that_fits(tmp_path):
+    long = tmp_path / ("n" * 250)
+    atomic_write_text(long, "x")
+    assert long.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == [long.name]
+
+
+def test_stale_temp_cleanup_can_be_limited_to_given_names(tmp_path):
+    from stale.core.io import remove_stale_temp_files
+
+    dead = 99_999_999
+    ours = tmp_path / f".p.json.{dead}.abcd1234.tmp"
+    theirs = tmp_path / f".other.bin.{dead}.abcd1234.tmp"
+    live = tmp_path / f".p.json.{os.getpid()}.abcd1234.tmp"
+    for p in (ours, theirs, live):
+        p.write_text("half")
+    assert remove_stale_temp_files(tmp_path, names=["p.json"]) == 1
+    assert not ours.exists() and theirs.exists() and live.exists()
+    assert remove_stale_temp_files(tmp_path) == 1 and not theirs.exists() and live.exists()

@@ -24,7 +24,7 @@ def det(**kw):
     (det(segment=["1.5", 10]), r"detection \[1\]\.segment\[0\]: expected a number"),
     (det(segment=[0, 1, 2]), r"detection \[1\]\.segment: expected \[start, end\]"),
     (det(segment=5), r"detection \[1\]\.segment: expected \[start, end\]"),
-    (det(score=float("nan")), r"detection \[1\]\.score: must be finite"),
+    (det(score=float("nan")), r"detection \[1\]\.score: must be a finite number"),
     (det(score=True), r"detection \[1\]\.score: expected a number"),
     (det(score="0.9"), r"detection \[1\]\.score: expected a number"),
     (det(segment=[0, True]), r"detection \[1\]\.segment\[1\]: expected a number"),

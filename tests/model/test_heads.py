@@ -91,3 +91,12 @@ def test_consistency_projections_and_config():
     assert a.shape == (B, T, 5) and b.shape == (B, T, 5)
     with pytest.raises(StaleError):
         HeadsConfig(dyn_kernel=4).validate()
+
+
+def test_logit_scale_floor():
+    clf = CosineClassifier(HeadsConfig(logit_scale_init=10.0, logit_scale_min=5.0))
+    with torch.no_grad():
+        clf.log_scale.fill_(math.log(0.5))
+    assert clf.scale().item() == pytest.approx(5.0)
+    with pytest.raises(StaleError, match="logit_scale_min"):
+        HeadsConfig(logit_scale_init=1.0, logit_scale_min=2.0).validate()

@@ -134,7 +134,7 @@ def test_total_is_weighted_sum():
     expect = (0.5 * terms.cls + 2 * terms.mask + 3 * terms.comp
               + 0.25 * terms.const)
     torch.testing.assert_close(terms.total, expect)
-    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const"}
+    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const", "align"}
 
 
 @pytest.mark.parametrize("fg_rows", [None, [0, 1, 2, 3, 4, 5]])
@@ -181,7 +181,7 @@ def test_losses_decompose_over_micro_batches(class_weights):
     for k in keys:
         getattr(out, k).grad = None
     chunks = [(0, 2), (2, 5), (5, 6)]
-    terms = ("total", "cls", "mask", "comp", "const")
+    terms = ("total", "cls", "mask", "comp", "const", "align")
     acc = {k: 0.0 for k in terms}
     for a, b in chunks:
         part = loss(dataclasses.replace(out, **{k: getattr(out, k)[a:b] for k in
@@ -194,3 +194,84 @@ def test_losses_decompose_over_micro_batches(class_weights):
         torch.testing.assert_close(acc[k], getattr(full, k).detach(), rtol=1e-5, atol=1e-7)
     for k, g in grads.items():
         torch.testing.assert_close(getattr(out, k).grad, g, rtol=1e-5, atol=1e-8)
+
+
+# -- the options decided by measurement (docs/model.md) -------------------------------------------
+
+def test_kept_snippets_drop_masked_out_snippets_but_keep_the_denominator():
+    torch.manual_seed(1)
+    s = 14.0
+    # snippet 1 is an action snippet the mask dropped: logits s * onehot(background)
+    logits = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 0.0, s], [0.0, 0.0, 5.0]]])
+    labels = torch.tensor([[0, 1, 2]])
+    kept = torch.tensor([[True, False, True]])
+    ce = torch.nn.functional.cross_entropy(logits[0], labels[0], reduction="none")
+    assert ce[1] == pytest.approx(s, abs=1e-3)           # what a dropped action snippet costs
+    got = classification_loss(logits, labels, snippet_mask=kept)
+    assert got.item() == pytest.approx(((ce[0] + ce[2]) / 3).item(), rel=1e-6)
+    assert classification_loss(logits, labels).item() == pytest.approx(ce.mean().item(), rel=1e-6)
+    # the dropped snippet's only gradient was on the scale: with kept it has none
+    scale = torch.tensor(s, requires_grad=True)
+    scaled = torch.cat([logits[:, :1], (scale * torch.tensor([0.0, 0.0, 1.0])).view(1, 1, 3), logits[:, 2:]], 1)
+    classification_loss(scaled, labels, snippet_mask=kept).backward()
+    assert scale.grad.item() == 0.0
+
+
+def test_hard_consistency_passes_no_gradient_to_the_scores_and_soft_does():
+    torch.manual_seed(2)
+    B, T, K, C = 2, 8, 3, 5
+    cls = torch.randn(B, T, K + 1, requires_grad=True)
+    mask = torch.randn(B, T, T, requires_grad=True)
+    fc, fm = torch.randn(B, T, C, requires_grad=True), torch.randn(B, T, C)
+    consistency_loss(cls, mask, fc, fm, topk=4, class_threshold=0.0, mask_threshold=0.0,
+                     weighting="hard").backward()
+    assert fc.grad.abs().sum() > 0
+    assert cls.grad is None and mask.grad is None
+    consistency_loss(cls, mask, fc, fm, topk=4, class_threshold=0.0, mask_threshold=0.0,
+                     weighting="soft").backward()
+    assert cls.grad.abs().sum() > 0 and mask.grad.abs().sum() > 0
+
+
+def test_learned_projections_can_zero_the_consistency_loss_on_noise_but_fixed_cannot():
+    """The read of the model (issue): with learned E_p / E_m, L_const can be driven to ~0 on pure
+    noise by the projections alone; with the fixed shared projection it measures agreement."""
+    from stale.model.heads import ConsistencyProjections, HeadsConfig
+
+    torch.manual_seed(3)
+    B, T, K, C = 4, 16, 3, 8
+    x = torch.randn(B, T, C)
+    cls, mask = torch.randn(B, T, K + 1), torch.randn(B, T, T)
+    results = {}
+    for kind in ("learned", "fixed"):
+        proj = ConsistencyProjections(HeadsConfig(const_dim=6, const_projection=kind), C)
+        params = [p for p in proj.parameters() if p.requires_grad]
+        start = consistency_loss(cls, mask, *proj(x), topk=4, class_threshold=0.0, mask_threshold=0.0).item()
+        if params:
+            opt = torch.optim.Adam(params, lr=0.05)
+            for _ in range(200):
+                opt.zero_grad()
+                consistency_loss(cls, mask, *proj(x), topk=4, class_threshold=0.0, mask_threshold=0.0).backward()
+                opt.step()
+        results[kind] = (start, consistency_loss(cls, mask, *proj(x), topk=4, class_threshold=0.0,
+                                                 mask_threshold=0.0).item(), len(params))
+    assert results["learned"][1] < 0.02 < results["learned"][0]   # satisfied by the projections alone
+    assert results["fixed"][2] == 0                               # nothing to train
+    assert results["fixed"][1] == pytest.approx(results["fixed"][0]) and results["fixed"][1] > 0.02
+    a, b = ConsistencyProjections(HeadsConfig(const_projection="fixed"), C)(x)
+    assert torch.equal(a, b)   # one shared projection: identical selections agree exactly
+
+
+def test_alignment_loss_hand_computed_and_decomposes():
+    from stale.model.losses import alignment_loss
+
+    s = torch.tensor(10.0)
+    cos = torch.tensor([[[0.5, 0.1, 0.0], [0.2, 0.9, 0.0], [0.3, 0.3, 0.0]],
+                        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[0, 1, 2], [2, 2, 2]])           # video 2: background only
+    kept = torch.tensor([[True, True, True], [True, True, True]])
+    got = alignment_loss(cos * s, s, labels, kept)
+    assert got.item() == pytest.approx(((1 - 0.5) + (1 - 0.9)) / 2 / 2)   # video 2 contributes 0
+    kept[0, 1] = False
+    assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(0.5 / 2)
+    parts = [alignment_loss(cos[i:i + 1] * s, s, labels[i:i + 1], kept[i:i + 1]) for i in range(2)]
+    assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(sum(p.item() for p in parts) / 2)

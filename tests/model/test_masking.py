@@ -79,3 +79,28 @@ def test_none_and_gt_and_cnn():
 def test_bad_threshold():
     with pytest.raises(StaleError):
         MaskingConfig(theta_bin=1.0).validate()
+
+
+def test_warmup_keeps_every_snippet_then_applies_the_gate():
+    m = _mask(warmup_epochs=2)
+    with torch.no_grad():
+        m.query_weight.bias.fill_(-5.0)   # a predictor that drops everything
+    f = torch.randn(B, T, C)
+    m.set_epoch(1)
+    out = m(f)
+    assert out.fg_hard.all() and torch.equal(out.fg_features, f) and out.learned
+    assert torch.sigmoid(out.fg_logits).max() < 0.5    # L_comp still sees the predictor
+    m.set_epoch(2)
+    assert not m(f).fg_hard.any()
+    m.set_epoch(None)                                   # a trained model: gate applied
+    assert not m(f).fg_hard.any()
+
+
+def test_ground_truth_can_replace_the_learned_mask():
+    m = _mask()
+    f = torch.randn(B, T, C)
+    gt = (torch.rand(B, T) > 0.5).float()
+    out = m(f, gt, force_gt=True)
+    assert torch.equal(out.fg_hard, gt.bool()) and not out.learned
+    with pytest.raises(StaleError, match="gt_fg"):
+        m(f, None, force_gt=True)

@@ -147,3 +147,16 @@ def test_spec_validation_and_ranges(tmp_path):
     p.write_text(yaml.safe_dump(bad))
     proc = _cli("experiment", p, "--out", tmp_path / "o")
     assert proc.returncode == 2 and "kindd" in proc.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_cells_can_train_with_ddp_through_torchrun(tmp_path):
+    spec = dict(SPEC, splits=[0], variants={"STALE": []}, overrides=SPEC["overrides"] + ["train.epochs=1"])
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = _cli("experiment", path, "--out", tmp_path / "out", "--ddp-procs", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cell = next((tmp_path / "out" / "cells").rglob("cell.json")).parent
+    assert (cell / "cell_config.yaml").is_file() and (cell / "best.pt").is_file()
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["cells_done"] == 1

@@ -142,3 +142,20 @@ def test_overrides_and_mismatched_weights(run_dir, tmp_path):
     save_checkpoint(tmp_path / "bad.pt", ck)
     with pytest.raises(StaleError, match="bad.pt: weights do not fit"):
         load_run(tmp_path / "bad.pt", CPU)
+
+
+def test_ground_truth_mask_runs_predict(tiny_dataset, tiny_config, tmp_path, run_dir):
+    """The GT-mask ablation (trained with GT masks) and GT masks at prediction for a run trained
+    with its own masks both predict (the ground-truth foreground is passed to the model)."""
+    cfg = load_run_config(tiny_config, [f"data.annotations={tiny_dataset / 'annotations.json'}",
+                                        f"data.features.root={tiny_dataset / 'features'}", "train.epochs=2",
+                                        "model.masking.kind=gt"])
+    run_training(cfg, tmp_path / "gt")
+    run = load_run(tmp_path / "gt", CPU)
+    assert run.detector.needs_targets
+    out = run_prediction(run, tmp_path / "p.json", subset="validation")
+    assert sum(len(v) for v in out["results"].values()) > 0
+    forced = load_run(run_dir, CPU, ["inference.mask_source=ground_truth"])
+    assert forced.detector.needs_targets and not load_run(run_dir, CPU).detector.needs_targets
+    out = run_prediction(forced, tmp_path / "q.json", subset="validation")
+    assert sum(len(v) for v in out["results"].values()) > 0

@@ -130,3 +130,28 @@ def test_seeded_runs_repeat_exactly(tiny_dataset, tiny_config, tmp_path):
     run_training(c, tmp_path / "c")
     other = load_checkpoint(tmp_path / "c")["model"]
     assert not all(torch.equal(a["model"][k], other[k]) for k in a["model"])
+
+
+def test_pseudo_unseen_selection_never_touches_the_unseen_classes(tiny_dataset, tiny_config, tmp_path, caplog):
+    (tmp_path / "seen.txt").write_text("\n".join(SEEN) + "\n")
+    (tmp_path / "unseen.txt").write_text("\n".join(UNSEEN) + "\n")
+    cfg = _cfg(tiny_dataset, tiny_config, "protocol.kind=zero_shot", f"protocol.seen_file={tmp_path / 'seen.txt'}",
+               f"protocol.unseen_file={tmp_path / 'unseen.txt'}", "train.val_fraction=0.4", "train.epochs=5",
+               "train.select=pseudo_unseen")
+    with caplog.at_level("WARNING", logger="stale"):
+        run_training(cfg, tmp_path / "run")
+    d = tmp_path / "run"
+    sel = json.loads((d / "selection.json").read_text())
+    classes = json.loads((d / "classes.json").read_text())
+    pseudo = sel["pseudo_unseen_classes"]
+    assert pseudo and set(pseudo) < set(SEEN) and not set(pseudo) & set(UNSEEN)
+    assert set(classes["train"]) == set(SEEN) - set(pseudo) and classes["test"] == UNSEEN
+    hist = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["sel_pseudo_unseen_mAP"] for r in hist]
+    best = max(range(len(scores)), key=scores.__getitem__)
+    assert sel["epoch"] == best + 1 == load_checkpoint(d / "best.pt")["epoch"] + 1
+    # training never saw a pseudo-unseen segment: its videos' pseudo-unseen segments are background
+    report = json.loads((d / "data_report.json").read_text())
+    assert report["protocol"]["pseudo_unseen"] == pseudo and report["videos"]["selection"] > 0
+    if sel["epoch"] == 1:
+        assert "first fifth" in sel["warning"] and "first fifth" in caplog.text

@@ -61,7 +61,7 @@ def test_text_embed_cli_end_to_end(tmp_path, tower, capsys):
     np.testing.assert_array_equal(np.load(out2), embed_class_names(NAMES, cache_dir=tmp_path / "cache"))
     as_json = tmp_path / "classes.json"
     as_json.write_text(json.dumps(NAMES))
-    assert main(["text-embed", "--classes-file", str(as_json), "--out", str(out2),
+    assert main(["text-embed", "--classes-file", str(as_json), "--out", str(out2), "--overwrite",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     assert json.loads((tmp_path / "emb2.classes.json").read_text())["arch"] == "stale-offline"
 
@@ -69,7 +69,7 @@ def test_text_embed_cli_end_to_end(tmp_path, tower, capsys):
 def test_text_embed_cli_errors_exit_2(tmp_path, capsys):
     assert main(["text-embed", "--classes", "a,a", "--out", str(tmp_path / "e.npy"),
                  "--cache-dir", str(tmp_path)]) == 2
-    assert "appears twice" in capsys.readouterr().err
+    assert "--classes: class 'a' is listed twice" in capsys.readouterr().err
     assert main(["text-embed", "--classes", "a", "--out", str(tmp_path / "e.txt")]) == 2
     assert main(["text-embed", "--classes", "a", "--weights", "openai", "--out",
                  str(tmp_path / "e.npy")]) == 2

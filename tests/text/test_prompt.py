@@ -167,3 +167,30 @@ def test_config_round_trip_and_build():
     enc = build_text_encoder(cfg)
     assert enc(NAMES).shape == (4, TEST_SPEC.embed_dim)
     assert TextEncoderConfig().context_length == 50 and TextEncoderConfig().class_position == "middle"
+
+
+def test_truncate_name_cuts_long_names_and_counts_them():
+    tower = build_random_tower(TEST_SPEC, 0)
+    long = "a very long class name " * 8
+    enc = PromptedTextEncoder(tower, TextEncoderConfig(arch="stale-test", context_length=60, truncate="name"))
+    ids, ctx_slot, is_bg, eos = enc.prompt_layout([long.strip(), "jump"])
+    assert ids.shape[1] == 77 and long.strip() in enc.truncated and "jump" not in enc.truncated
+    assert enc(["jump", long.strip()]).shape == (3, TEST_SPEC.embed_dim)
+    with pytest.raises(StaleError, match="text.truncate=name"):
+        PromptedTextEncoder(build_random_tower(TEST_SPEC, 0),
+                            TextEncoderConfig(arch="stale-test", context_length=60)).prompt_layout([long])
+
+
+def test_no_text_encoder_is_a_bag_of_token_embeddings():
+    tower = build_random_tower(TEST_SPEC, 0)
+    enc = PromptedTextEncoder(tower, TextEncoderConfig(arch="stale-test", encoder="none", finetune=False))
+    enc.train()
+    out = enc(["high jump", "long jump", "swim"])
+    assert out.shape == (4, TEST_SPEC.embed_dim)
+    tok = ClipTokenizer()
+    emb = tower.token_embedding.weight
+    want = emb[torch.tensor(tok.encode("high jump"))].mean(0) @ tower.text_projection
+    torch.testing.assert_close(out[0], want, rtol=1e-5, atol=1e-6)   # initialised as CLIP's projection
+    out.sum().backward()
+    assert enc.bow_proj.weight.grad.abs().sum() > 0 and enc.bg.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tower.parameters())   # the vocabulary stays frozen

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -83,11 +86,15 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch, exc)
     written = {}
 
     def half_then_crash(obj, f, *a, **kw):
-        real_save(obj, f, *a, **kw)
-        data = open(f, "rb").read()
-        with open(f, "wb") as fh:  # a half-written file, then the crash
-            fh.write(data[: len(data) // 2])
-        written["tmp"] = f
+        buf = io.BytesIO()
+        real_save(obj, buf, *a, **kw)
+        data = buf.getvalue()[: len(buf.getvalue()) // 2]   # a half-written file, then the crash
+        if hasattr(f, "write"):   # saved through a file handle
+            f.write(data)
+            f.flush()
+        else:
+            Path(f).write_bytes(data)
+        written["tmp"] = Path(getattr(f, "name", f))
         raise exc
 
     monkeypatch.setattr(torch, "save", half_then_crash)

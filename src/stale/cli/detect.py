@@ -40,6 +40,8 @@ def add_arguments(parser) -> None:
                         help="lowest score written to the .srt (default 0)")
     parser.add_argument("--timeline-top", type=int, default=10, help="detections drawn per video in the PNG (default 10)")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable videos (listed) instead of failing")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="keep the decodable part of a truncated video (counted) instead of failing")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace outputs made with other settings (or not by stale detect)")
     parser.add_argument("--serve", action="store_true", help="afterwards, serve the report on localhost until Ctrl-C")
@@ -60,6 +62,7 @@ def run(args) -> int:
                          batch_size=args.batch_size, device=args.device, overrides=list(args.overrides),
                          subtitle_top=args.subtitle_top, subtitle_min_score=args.subtitle_min_score,
                          timeline_top=args.timeline_top, overwrite=args.overwrite, skip_bad=args.skip_bad,
+                         allow_truncated=args.allow_truncated,
                          progress=not args.no_progress)
     res = run_detect(args.inputs, args.out, opts)
     n = sum(len(v) for v in res.results.values())

@@ -20,6 +20,7 @@ def add_arguments(parser):
                         help="video ids to exclude: JSON list, JSON {subset: [ids]} or one id "
                              "per line")
     parser.add_argument("--json-out", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json-out file")
     parser.add_argument("--per-class", action="store_true", help="print AP of every class")
 
 
@@ -45,9 +46,17 @@ def format_table(result, per_class: bool = False) -> str:
 
 
 def run(args) -> int:
-    from stale.evaluation import evaluate_files
-    from stale.core.io import atomic_write_json
+    from pathlib import Path
 
+    from stale.core.io import atomic_write_json, remove_stale_temp_files
+    from stale.core.outputs import Output, check_outputs
+    from stale.evaluation import evaluate_files
+
+    if args.json_out:   # checked before the evaluation: never the GT, the predictions or a folder
+        check_outputs([Output(args.json_out, "file", "--json-out")],
+                      inputs=[args.ground_truth, args.predictions, args.blocked], overwrite=args.overwrite)
+        out = Path(args.json_out).expanduser().absolute()
+        remove_stale_temp_files(out.parent, names=[out.name])
     result = evaluate_files(args.ground_truth, args.predictions, args.subset, args.tiou,
                             args.blocked)
     for msg in result.warnings:

@@ -24,6 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--time", type=int, default=60, help="Slurm time limit per cell, minutes")
     parser.add_argument("--gpus-per-job", type=int, default=0, help="Slurm GPUs per cell")
     parser.add_argument("--cpus-per-job", type=int, default=2, help="Slurm CPUs per cell")
+    parser.add_argument("--ddp-procs", type=int, default=1,
+                        help="train each cell with N DDP processes through torchrun (one GPU each; gloo on CPU)")
 
 
 def run(args):
@@ -50,7 +52,7 @@ def run(args):
         datasets=[v.strip() for v in args.datasets.split(",") if v.strip()] if args.datasets else None,
         overrides=args.overrides, jobs=args.jobs, launcher=args.launcher,
         slurm={"partition": args.partition, "time": args.time, "gpus": args.gpus_per_job, "cpus": args.cpus_per_job,
-               "parallel": args.jobs})
+               "parallel": args.jobs, "ddp": args.ddp_procs})
     print(ex.format_results(ex.load_spec(res["spec"]), res))
     print(f"results: {args.out}/results.json, results.md, results.png")
     if res["failed"]:

@@ -28,9 +28,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default %(default)s)")
     parser.add_argument("--device", default="auto", help="torch device (default: cuda if available)")
     parser.add_argument("--prefix", default="", help='feature file-name prefix, e.g. "v_" (default none)')
-    parser.add_argument("--overwrite", action="store_true", help="re-extract videos that already have features")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-extract videos that already have features, and write into a folder "
+                             "holding files stale extract did not make (same-named .npy files are replaced)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable videos (counted in the summary and meta) instead of failing")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="keep the decodable part of a truncated video (its duration is the decoded "
+                             "one; counted in the summary and meta) instead of failing")
     parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -42,7 +47,7 @@ def run(args) -> int:
     from stale.core.hub import preflight_weights
 
     preflight_weights(args.arch, args.weights, "CLIP image weights")   # before the slow imports
-    from stale.runs.extract import ExtractConfig, extract_videos
+    from stale.runs.extract import ExtractConfig, check_extract_output, extract_videos
     from stale.text.image import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads
 
@@ -51,8 +56,9 @@ def run(args) -> int:
                         stride=args.stride, frames_per_clip=args.frames_per_clip,
                         batch_size=args.batch_size, device=str(resolve_device(args.device)),
                         prefix=args.prefix, overwrite=args.overwrite, skip_bad=args.skip_bad,
-                        seed=args.seed, progress=not args.no_progress)
-    cfg.validate()
+                        allow_truncated=args.allow_truncated, seed=args.seed,
+                        progress=not args.no_progress)
+    check_extract_output(args.inputs, args.out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
         print(f"WARNING: image encoder {encoder.description}. These features carry no visual "

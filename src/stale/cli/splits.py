@@ -26,6 +26,7 @@ def add_arguments(parser):
     p.add_argument("--unseen", type=float, default=0.25, help="fraction of unseen classes (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="output folder for train.list (seen) and test.list (unseen)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing train.list / test.list")
 
 
 def _classes(annotations, dataset):
@@ -81,8 +82,19 @@ def _validate(args) -> int:
 
 
 def _random(args) -> int:
+    from pathlib import Path
+
+    from stale.core.io import remove_stale_temp_files
+    from stale.core.outputs import Output, check_outputs
     from stale.data.splits import random_split, write_split
 
+    out = Path(args.out)
+    ann = Path(args.annotations).expanduser()
+    check_outputs([Output(out, "dir", "--out", exists_ok=True), Output(out / "train.list", "file", "--out"),
+                   Output(out / "test.list", "file", "--out")],
+                  inputs=[] if ann.is_dir() else [ann], input_dirs=[ann] if ann.is_dir() else [],
+                  overwrite=args.overwrite)
+    remove_stale_temp_files(out, names=["train.list", "test.list"])
     classes = _classes(args.annotations, None)
     split = random_split(classes, args.unseen, args.seed)
     train, test = write_split(split, args.out)

@@ -208,12 +208,14 @@ def find_config(ref: str | os.PathLike, relative_to: Path | None = None) -> Path
     for c in candidates:
         if c.is_file():
             return c
-        if c.is_dir():
-            raise StaleError(f"config {c}: is a directory, expected a YAML file")
     name = text[:-5] if text.endswith(".yaml") else text
     shipped = packaged_config_dir() / f"{name}.yaml"
     if shipped.is_file() and ".." not in Path(name).parts:
+        # a folder that happens to share a shipped config's name (e.g. ./tiny) is not a config
         return shipped
+    for c in candidates:
+        if c.is_dir():
+            raise StaleError(f"config {c}: is a directory, expected a YAML file")
     where = candidates[0] if candidates else text
     raise StaleError(f"config file not found: {where} (nor a shipped config of that name; "
                      f"`stale config list` shows them)")

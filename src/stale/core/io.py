@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from stale.core.errors import StaleError, describe_os_error
 
@@ -30,7 +30,16 @@ try:  # optional speed-up; the standard library is the fallback
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     _orjson = None
 
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_TEMP_RE = re.compile(r"^\.(.+)\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+#: bytes of the destination name kept in a temporary name (so that a destination name near the
+#: file system's 255-byte limit still has a temporary name that fits)
+_TEMP_NAME_BYTES = 200
+
+
+def _temp_stem(name: str) -> str:
+    """The part of a destination file name that its temporary files carry."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= _TEMP_NAME_BYTES else raw[:_TEMP_NAME_BYTES].decode("utf-8", "ignore")
 
 
 @contextlib.contextmanager
@@ -38,7 +47,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,6 +58,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        # name the destination, not the temporary file (e.g. a full disk while writing it)
+        about_tmp = not exc.filename or (isinstance(exc.filename, (str, bytes, os.PathLike))
+                                         and os.fsdecode(exc.filename) == str(tmp_path))
+        if about_tmp and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -71,16 +88,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = False) -> int:
+def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = False,
+                            names: Iterable[str] | None = None) -> int:
     """Delete temporary files of atomic writes whose writer process no longer runs; returns
-    how many were removed. Missing folders are fine."""
+    how many were removed. Missing folders are fine.
+
+    ``names``: only temporaries of these destination file names (for a folder the user shares
+    with other programs, e.g. the folder of a ``--json-out`` file); None: every one (folders a
+    command owns: a run folder, an extract or synth folder).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    stems = None if names is None else {_temp_stem(str(n)) for n in names}
     removed = 0
     for p in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
         m = _TEMP_RE.match(p.name)
-        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+        if stems is not None and (not m or m.group(1) not in stems):
+            continue
+        if m and p.is_file() and not _pid_alive(int(m.group(2))):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed += 1
@@ -133,6 +159,18 @@ def atomic_save(path: str | os.PathLike, save_fn: Callable[[Path], None]) -> Non
         save_fn(tmp)
 
 
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    """``torch.save(obj)`` published atomically, through a file handle: a full disk is then an
+    ``OSError`` naming ``path`` (a bare path makes torch's writer raise a RuntimeError)."""
+    import torch
+
+    def save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            torch.save(obj, fh)
+
+    atomic_save(path, save)
+
+
 def atomic_save_npy(path: str | os.PathLike, array) -> None:
     """``np.save`` through a file handle (``np.save(path)`` would append ``.npy`` to the temp name)."""
     import numpy as np
@@ -151,6 +189,8 @@ def parse_json_bytes(data: bytes, source: str) -> Any:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError as exc:
             msg = str(exc)
+            if "infinity" in msg:   # e.g. 1e400, or an integer of hundreds of digits
+                raise StaleError(f"{source}: number out of float range ({_short(msg)})") from None
             if "64-bit" not in msg and "recursion" not in msg.lower():
                 raise StaleError(f"{source}: not valid JSON ({_short(msg)})") from None
             # integers beyond 64 bits / deep nesting: the standard library gives the verdict

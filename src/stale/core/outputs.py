@@ -7,7 +7,8 @@ the paths involved:
 * an output equal to an input, or inside an input folder the command reads (a feature folder, a
   video folder), or two outputs that are the same path (symlinks resolved);
 * an output whose nearest existing ancestor is a regular file, or a folder it cannot write into;
-* a file output that is an existing directory, or a folder output that is an existing file;
+* a file output that is an existing directory or another non-regular file (a device such as
+  ``/dev/null``, a pipe), or a folder output that is an existing file;
 * a name component longer than the file system allows;
 * an existing file output without ``overwrite`` (nothing is replaced without an explicit flag).
 
@@ -28,7 +29,8 @@ from stale.core.errors import StaleError
 
 #: files whose presence makes a folder a run folder
 RUN_ARTEFACTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "classes.json",
-                 "data_report.json", "train.log", "selection.json", "model.pt")
+                 "data_report.json", "train.log", "selection.json", "model.pt", "steps.jsonl",
+                 "inputs.json", "selection.pt")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ def check_writable_target(out: Output) -> Path:
     if resolved.exists():
         if out.kind == "file" and resolved.is_dir():
             raise StaleError(f"{out.option} {path}: is a directory, expected a file path")
+        if out.kind == "file" and not resolved.is_file():
+            # a device or a pipe (e.g. /dev/null, /dev/stdout): an atomic write would replace it
+            raise StaleError(f"{out.option} {path}: is not a regular file (a device or a pipe); "
+                             f"give the path of a file to write")
         if out.kind == "dir" and not resolved.is_dir():
             raise StaleError(f"{out.option} {path}: is a file, expected a folder")
         if out.kind == "dir" and not os.access(resolved, os.W_OK | os.X_OK):

@@ -53,13 +53,26 @@ class FeatureScan:
     dim: int | None
     lengths: dict[str, int]
     nonfinite: dict[str, int]
+    max_abs: float = 0.0            # the largest |value| over every file (after the non-finite policy)
+    max_abs_file: str | None = None  # the file holding it (named when training diverges)
 
     def report(self) -> dict:
         return {"channels": self.dim, "videos": len(self.lengths),
                 "native_length_min": min(self.lengths.values(), default=0),
                 "native_length_max": max(self.lengths.values(), default=0),
                 "nonfinite_videos": len(self.nonfinite),
-                "nonfinite_values_replaced": int(sum(self.nonfinite.values()))}
+                "nonfinite_values_replaced": int(sum(self.nonfinite.values())),
+                "max_abs_value": self.max_abs, "max_abs_file": self.max_abs_file}
+
+
+def npy_problem(path, exc: BaseException) -> str:
+    """One line for a ``.npy`` file numpy cannot read; numpy's advice to load pickles (which
+    would run the file's code) is never passed on."""
+    text = " ".join(str(exc).split())
+    if "pickle" in text:
+        return (f"{path}: not a readable .npy array of numbers (another kind of file, truncated, or "
+                f"an array of Python objects)")
+    return f"{path}: not a readable .npy array ({text[:160]})"
 
 
 class FeatureStore:
@@ -103,7 +116,7 @@ class FeatureStore:
         try:
             arr = np.load(path, mmap_mode="r" if self.mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise StaleError(f"{path}: not a readable .npy array ({exc})") from None
+            raise StaleError(npy_problem(path, exc)) from None
         if not isinstance(arr, np.ndarray):
             raise StaleError(f"{path}: expected one array, got {type(arr).__name__}")
         if arr.ndim != 2 or arr.shape[0] == 0:
@@ -146,7 +159,7 @@ class FeatureStore:
         except FileNotFoundError:
             raise StaleError(f"features of video {video_id} not found: expected {path}") from None
         except (ValueError, OSError, EOFError, SyntaxError) as exc:
-            raise StaleError(f"{path}: not a readable .npy array ({exc})") from None
+            raise StaleError(npy_problem(path, exc)) from None
         return tuple(int(x) for x in shape), np.dtype(dtype)
 
     def scan(self, video_ids, expected_dim: int | None = None, progress: bool = False) -> "FeatureScan":
@@ -161,6 +174,7 @@ class FeatureStore:
         video_ids = list(video_ids)
         dim, first = expected_dim, None
         lengths: dict[str, int] = {}
+        max_abs, max_file = 0.0, None
         for vid in bar(video_ids, desc="checking features", unit="video", enabled=progress):
             shape, dtype = self.header(vid)
             path = self.path(vid)
@@ -174,9 +188,13 @@ class FeatureStore:
                 ref = (f"the first file {first} has {dim}" if first is not None
                        else f"model.input_dim / data.features.dim is {dim}")
                 raise StaleError(f"{path}: has {shape[1]} channels but {ref}")
-            self.load(vid)  # finiteness (error or counted), done once up front
+            arr = self.load(vid)  # finiteness (error or counted), done once up front
+            peak = float(np.abs(arr).max())
+            if peak > max_abs:
+                max_abs, max_file = peak, str(path)
             lengths[vid] = shape[0]
-        return FeatureScan(dim=dim, lengths=lengths, nonfinite=dict(self.nonfinite_counts))
+        return FeatureScan(dim=dim, lengths=lengths, nonfinite=dict(self.nonfinite_counts),
+                           max_abs=max_abs, max_abs_file=max_file)
 
     def load_resampled(self, video_id: str, num_snippets: int) -> np.ndarray:
         """Features linearly resampled to STALE's fixed length: (num_snippets, C) float32."""

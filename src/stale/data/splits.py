@@ -56,10 +56,12 @@ def canonical_setting(setting: int | str) -> int:
 
 
 def _read_list(path: Path) -> tuple[str, ...]:
+    from stale.core.io import read_text
+
     if not Path(path).is_file():
         raise StaleError(f"split file not found: {path}")
     names = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "split file").splitlines():
         name = line.strip()
         if name and not name.startswith("#"):
             names.append(name)

@@ -46,6 +46,19 @@ def load_json_file(path: str | os.PathLike) -> Any:
     except json.JSONDecodeError as exc:
         raise StaleError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
+    except RecursionError:
+        raise StaleError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError as exc:   # e.g. an integer of more than 4300 digits
+        raise StaleError(f"{path}: unreadable number in JSON ({_short(exc)})") from None
+    except OSError as exc:
+        from stale.core.errors import describe_os_error
+
+        raise StaleError(f"cannot read {describe_os_error(exc)}") from None
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_blocked(path: str | os.PathLike) -> list[str]:
@@ -68,6 +81,10 @@ def load_blocked(path: str | os.PathLike) -> list[str]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StaleError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:
+            raise StaleError(f"{path}: JSON nested too deeply to read") from None
+        except ValueError as exc:
+            raise StaleError(f"{path}: unreadable number in JSON ({_short(exc)})") from None
         lists = list(data.values()) if isinstance(data, dict) else [data]
         ids: list[str] = []
         for key, lst in zip(data if isinstance(data, dict) else ["(top level)"], lists):
@@ -116,10 +133,19 @@ def _check_number(value: Any, source: str, vid: str, where: str) -> float:
     if type(value) not in _NUMBER_TYPES and (isinstance(value, bool)
                                             or not isinstance(value, numbers.Real)):
         raise StaleError(f"{source}: video {vid!r}: {where}: expected a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise StaleError(f"{source}: video {vid!r}: {where}: must be finite, got {value!r}")
-    return value
+    try:
+        number = float(value)
+    except OverflowError:   # an integer beyond float range (JSON allows any number of digits)
+        try:
+            digits = f"{len(str(abs(int(value))))}"
+        except ValueError:   # str() refuses integers of more than 4300 digits
+            digits = f"about {int(math.log10(abs(int(value)))) + 1}"
+        raise StaleError(f"{source}: video {vid!r}: {where}: number out of float range "
+                         f"(an integer of {digits} digits)") from None
+    if not math.isfinite(number):
+        raise StaleError(f"{source}: video {vid!r}: {where}: must be a finite number in float range, "
+                         f"got {value!r}")
+    return number
 
 
 def _check_segment(seg: Any, source: str, vid: str, where: str) -> tuple[float, float]:

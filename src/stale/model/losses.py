@@ -57,6 +57,12 @@ class LossConfig:
         scale s, ~14, and its only gradient lowers s) or ``kept`` (only those the binarised mask
         keeps -- a masked-out action snippet is the mask's error, which L_comp trains; the sum is
         still divided by all T snippets). See docs/model.md, "The mask-gate collapse".
+    w_align: weight of an optional feature-to-text alignment term (not in the paper):
+        ``mean(1 - cos(F_hat_lan[y], F_vis[t]))`` over the kept foreground snippets ``t`` of class
+        ``y`` -- the cosine the classifier already computes (``class_logits / s``). L_c only asks
+        the true class to beat the other *seen* classes, and at CLIP's scale it saturates once the
+        margin is there; this term keeps pulling snippets onto their class's text embedding, the
+        map unseen classes are read through (docs/model.md, "Regularising towards transfer").
     const_weighting: ``hard`` (the paper: plain means over the detached top-k selections; only
         E_p / E_m get gradient) or ``soft`` (the same selections, each snippet weighted by its
         confidence, so the gradient also reaches the classification and mask outputs).
@@ -66,16 +72,17 @@ class LossConfig:
     w_mask: float = 1.0
     w_comp: float = 1.0
     w_const: float = 1.0
+    w_align: float = 0.0
     lambda_dice: float = 0.4
     class_weights: list[float] | None = None
     const_topk: int = 10
     const_class_threshold: float = 0.1
     const_mask_threshold: float = 0.5
-    cls_snippets: Literal["all", "kept"] = "all"
+    cls_snippets: Literal["all", "kept"] = "kept"
     const_weighting: Literal["hard", "soft"] = "hard"
 
     def validate(self) -> None:
-        if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.lambda_dice) < 0:
+        if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.w_align, self.lambda_dice) < 0:
             raise StaleError("loss: weights and lambda_dice must be >= 0")
         if self.const_topk < 1:
             raise StaleError(f"loss.const_topk must be >= 1, got {self.const_topk}")
@@ -171,6 +178,18 @@ def consistency_loss(class_logits: Tensor, mask_logits: Tensor, clf_feats: Tenso
     return ((1 - cos) * ok).mean()
 
 
+def alignment_loss(class_logits: Tensor, scale: Tensor, labels: Tensor, kept: Tensor) -> Tensor:
+    """Mean over videos of ``mean_t (1 - cos_t)`` on kept foreground snippets, where ``cos_t =
+    class_logits[t, y_t] / s`` is the snippet's cosine with its class's text feature (Eq. 7);
+    0 for a video without such snippets. ``class_logits`` (B, T, K+1), ``labels`` (B, T),
+    ``kept`` (B, T) bool."""
+    K = class_logits.shape[-1] - 1
+    fg = (labels < K) & kept
+    cos = class_logits.float().gather(-1, labels.clamp(max=K).unsqueeze(-1)).squeeze(-1) / scale.float()
+    w = fg.float()
+    return _safe_ratio(((1 - cos) * w).sum(1), w.sum(1)).mean()
+
+
 class STALELoss(nn.Module):
     """Total objective ``w_c L_c + w_m L_m + w_comp L_comp + w_const L_const``.
 
@@ -205,5 +224,8 @@ class STALELoss(nn.Module):
         const = consistency_loss(out.class_logits, out.mask_logits, out.const_clf_feats,
                                  out.const_mask_feats, cfg.const_topk, cfg.const_class_threshold,
                                  cfg.const_mask_threshold, cfg.const_weighting)
-        total = cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
-        return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const)
+        align = (alignment_loss(out.class_logits, out.logit_scale, targets.snippet_labels, out.fg_hard)
+                 if cfg.w_align > 0 else cls * 0.0)
+        total = (cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
+                 + cfg.w_align * align)
+        return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const, align=align)

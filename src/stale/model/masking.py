@@ -67,7 +67,7 @@ class MaskingConfig:
     theta_bin: float = 0.5
     straight_through: bool = False
     cnn_kernel: int = 3
-    warmup_epochs: int = 0
+    warmup_epochs: int = 3
 
     def validate(self) -> None:
         if self.num_queries < 1 or self.num_layers < 1 or self.num_heads < 1:

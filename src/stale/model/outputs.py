@@ -118,13 +118,15 @@ class Targets:
 
 @dataclass
 class LossTerms:
-    """The learning objective's terms (scalars): ``total`` and L_c, L_m, L_comp, L_const."""
+    """The learning objective's terms (scalars): ``total`` and L_c, L_m, L_comp, L_const, and the
+    optional feature-to-text alignment term (0 unless ``loss.w_align`` > 0)."""
 
     total: Tensor
     cls: Tensor
     mask: Tensor
     comp: Tensor
     const: Tensor
+    align: Tensor
 
     def values(self) -> dict[str, float]:
         """Detached Python floats, keyed by term name (for logs and metrics)."""

@@ -230,6 +230,8 @@ def check_features(videos: Sequence[Video], store: FeatureStore, input_dim: int,
             merged["videos"] += prev.get("videos", 0)
             merged["nonfinite_videos"] = len(store.nonfinite_counts)
             merged["nonfinite_values_replaced"] = int(sum(store.nonfinite_counts.values()))
+            if (prev.get("max_abs_value") or 0.0) >= merged["max_abs_value"]:
+                merged["max_abs_value"], merged["max_abs_file"] = prev["max_abs_value"], prev.get("max_abs_file")
         merged["nonfinite_policy"] = store.nonfinite
         report.features = merged
     return scan

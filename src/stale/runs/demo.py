@@ -126,6 +126,9 @@ def run_demo(opts: DemoOptions) -> dict:
     timings: dict[str, float] = {}
 
     _check_folder(out)
+    from stale.core.io import remove_stale_temp_files
+
+    remove_stale_temp_files(out, recursive=True)   # of a killed earlier demo in this folder
     # every run config is validated before anything is written (a typo in --set fails here)
     cfgs = {name: _run_config(opts, data_dir, extra) for name, (_, extra) in METHODS.items()}
     t0 = time.perf_counter()

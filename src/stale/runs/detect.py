@@ -36,7 +36,7 @@ import io
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -70,6 +70,7 @@ class DetectOptions:
         (``temperature=0.02``, ``segments.smooth=9``) without ``run``; the run's inference
         settings (``inference.top_k=20``) with it.
     subtitle_top / subtitle_min_score: which detections become subtitles (best first).
+    skip_bad / allow_truncated: unreadable / truncated videos, as in ``stale extract``.
     timeline_top: detections per class drawn in the PNG timeline.
     """
 
@@ -89,6 +90,7 @@ class DetectOptions:
     timeline_top: int = 10
     overwrite: bool = False
     skip_bad: bool = False
+    allow_truncated: bool = False
     progress: bool = True
 
     def validate(self) -> None:
@@ -258,7 +260,8 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
 
     from stale.core.hub import preflight_weights
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
-    from stale.runs.extract import (ExtractConfig, extract_videos, find_videos, setting_conflicts)
+    from stale.runs.extract import (ExtractConfig, check_extract_output, extract_videos, find_videos,
+                                    setting_conflicts)
     from stale.runs.predict import read_class_names
     from stale.text.image import load_image_encoder
     from stale.training.runtime import resolve_device
@@ -271,7 +274,8 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
     device = resolve_device(opts.device) if isinstance(opts.device, str) else opts.device
     xcfg = ExtractConfig(arch=opts.arch, weights=opts.weights, clip_frames=opts.clip_frames, stride=opts.stride,
                          frames_per_clip=opts.frames_per_clip, batch_size=opts.batch_size, device=str(device),
-                         skip_bad=opts.skip_bad, seed=opts.seed, progress=opts.progress)
+                         skip_bad=opts.skip_bad, allow_truncated=opts.allow_truncated, seed=opts.seed,
+                         progress=opts.progress)
     xcfg.validate()
     weights_file = opts.weights if opts.weights and Path(opts.weights).expanduser().is_file() else None
     run_files = []
@@ -286,6 +290,7 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
                    "stride": opts.stride, "frames_per_clip": opts.frames_per_clip}
     settings = {"classes": classes, "detector": detector_key, "extract": extract_key}
     prev = _check_outputs(out, videos, inputs, settings, [weights_file, *run_files], opts.overwrite)
+    check_extract_output(videos, out / FEATURES, replace(xcfg, overwrite=opts.overwrite))
     preflight_weights(opts.arch, opts.weights, "CLIP weights")
 
     # the models first: a wrong run, checkpoint or class name fails before any video is decoded

@@ -17,7 +17,8 @@ where a spec gives them; ``results.png`` plots the per-split average mAP of ever
 
 Scale-out: ``--jobs N`` runs N cells at once on this machine (one GPU each when there are GPUs,
 the CPU threads divided otherwise); ``--launcher slurm`` submits each cell as a Slurm job
-through submitit (``submitit-local`` runs the same path with submitit's local executor).
+through submitit (``submitit-local`` runs the same path with submitit's local executor);
+``--ddp-procs N`` trains every cell with N DDP processes through torchrun (one GPU each).
 """
 
 from __future__ import annotations
@@ -335,7 +336,7 @@ def _tiou(spec: Spec, cell: Cell, cfg) -> str:
 
 
 def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = (),
-             threads: int | None = None, device: str | None = None) -> dict:
+             threads: int | None = None, device: str | None = None, ddp_procs: int = 1) -> dict:
     """Train (or reuse), predict and evaluate one cell; returns its ``cell.json`` record.
 
     Never raises for a problem of the cell itself: a failure is recorded (status ``failed``,
@@ -351,7 +352,7 @@ def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = 
     try:
         if threads:
             torch.set_num_threads(int(threads))
-        record.update(_run_cell(spec, root, folder, cell, list(extra), device))
+        record.update(_run_cell(spec, root, folder, cell, list(extra), device, ddp_procs))
         record["status"] = "done"
     except KeyboardInterrupt:
         raise
@@ -367,7 +368,29 @@ def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = 
     return record
 
 
-def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str], device: str | None) -> dict:
+def _train_ddp(cfg, folder: Path, procs: int, resume: bool) -> None:
+    """Train a cell with ``procs`` DDP processes through torchrun (one GPU each; gloo on CPU)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from stale.core.config import to_dict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_file = folder / "cell_config.yaml"
+    atomic_write_text(cfg_file, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+           "-m", "stale", "train", str(cfg_file), "--out", str(folder), "--quiet",
+           "--resume" if resume else "--overwrite"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.strip().splitlines()[-1:]
+        raise StaleError(f"DDP training ({procs} processes) failed: {lines[0] if lines else proc.returncode}")
+
+
+def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str], device: str | None,
+              ddp_procs: int = 1) -> dict:
     from stale.evaluation import evaluate_detection
     from stale.runs.assemble import assemble_test, make_dataset
     from stale.runs.config import load_run_config
@@ -386,10 +409,12 @@ def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str]
             raise StaleError(f"the reused cell {run_dir} has not finished")
     else:
         run_dir = folder
-        if (run_dir / "last.pt").is_file() and not (run_dir / "selection.json").is_file():
-            run_training(cfg, run_dir, resume=True)          # an interrupted cell resumes
-        elif not (run_dir / "best.pt").is_file():
-            run_training(cfg, run_dir, overwrite=True)        # leftovers of a failed attempt move aside
+        interrupted = (run_dir / "last.pt").is_file() and not (run_dir / "selection.json").is_file()
+        if interrupted or not (run_dir / "best.pt").is_file():
+            if ddp_procs > 1:
+                _train_ddp(cfg, run_dir, ddp_procs, resume=interrupted)
+            else:   # an interrupted cell resumes; leftovers of a failed attempt move aside
+                run_training(cfg, run_dir, resume=interrupted, overwrite=not interrupted)
     run = load_run(run_dir, device or cfg.train.device, variant.predict)
     test = assemble_test(run.cfg)
     classes = list(test.classes)
@@ -431,12 +456,12 @@ def _gpus() -> int:
 
 
 def _local_worker(args) -> dict:
-    spec_ref, out, cell, extra, threads, slot = args
+    spec_ref, out, cell, extra, threads, slot, ddp = args
     device = None
     n = _gpus()
-    if n:
+    if n and ddp <= 1:
         device = f"cuda:{slot % n}"
-    return run_cell(spec_ref, out, cell, extra, threads, device)
+    return run_cell(spec_ref, out, cell, extra, threads, device, ddp)
 
 
 def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, splits: Sequence[int] | None = None,
@@ -509,7 +534,7 @@ def _launch(spec_map: dict, root: Path, cells: list[Cell], extra: list[str], job
         if jobs == 1:
             for i, c in enumerate(cells):
                 log.info("[%d/%d] %s", i + 1, len(cells), c.key)
-                _local_worker((spec_map, str(root), c, extra, None, 0))
+                _local_worker((spec_map, str(root), c, extra, None, 0, int(slurm.get("ddp", 1))))
             return
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -517,7 +542,8 @@ def _launch(spec_map: dict, root: Path, cells: list[Cell], extra: list[str], job
         threads = None if _gpus() else _cpu_threads(jobs)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futs = {pool.submit(_local_worker, (spec_map, str(root), c, extra, threads, i)): c
+            futs = {pool.submit(_local_worker, (spec_map, str(root), c, extra, threads, i,
+                                                int(slurm.get("ddp", 1)))): c
                     for i, c in enumerate(cells)}
             for n, fut in enumerate(as_completed(futs), 1):
                 rec = fut.result()
@@ -539,7 +565,8 @@ def _launch(spec_map: dict, root: Path, cells: list[Cell], extra: list[str], job
             ex = submitit.LocalExecutor(folder=str(folder))
             ex.update_parameters(timeout_min=int(slurm.get("time", 60)))
         with ex.batch():
-            handles = [ex.submit(run_cell, spec_map, str(root), c, extra, slurm.get("threads")) for c in cells]
+            handles = [ex.submit(run_cell, spec_map, str(root), c, extra, slurm.get("threads"), None,
+                                 int(slurm.get("ddp", 1))) for c in cells]
         for h, c in zip(handles, cells):
             try:
                 rec = h.result()

@@ -15,9 +15,20 @@ averaged and L2-normalised again. Output, in one folder:
 * ``videos.json``: an ActivityNet-layout annotation stub (subset ``testing``, durations, no
   annotations) for ``stale predict --annotations``.
 
-Resume: a video whose ``.npy`` exists and is listed in ``extract_meta.json`` is skipped unless
-``overwrite``. Unreadable videos raise :class:`StaleError` naming the file, or with ``skip_bad``
-are skipped and counted (``ExtractSummary.bad``, meta ``"skipped"``).
+Resume: a video whose ``.npy`` exists and is listed in ``extract_meta.json`` (same file size) is
+skipped unless ``overwrite``. Unreadable videos raise :class:`StaleError` naming the file, or with
+``skip_bad`` are skipped and counted (``ExtractSummary.bad``, meta ``"skipped"``).
+
+Truncation: a video that decodes to fewer frames than its container declares (more than
+:func:`missing_frames_tolerated` short), or whose decoding fails part-way, is an error naming the
+file and the decoded vs. declared duration; with ``allow_truncated`` the decoded part is kept,
+its ``duration`` is the decoded one, and it is counted (``ExtractSummary.truncated``, meta
+``videos[id]["truncated"]``).
+
+The output folder (:func:`check_extract_output`, before any work): it must be new, empty, or one
+this command wrote (``extract_meta.json`` is the marker); a ``.npy`` to be written that exists
+but is not in that index is never replaced without ``overwrite``; leftover temporary files of a
+killed run are removed.
 
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
@@ -41,7 +52,8 @@ import torch.nn.functional as F
 
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
-from stale.core.io import atomic_save, atomic_write_json
+from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
+from stale.core.outputs import Output, check_outputs, check_writable_target
 from stale.text.image import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
@@ -69,6 +81,7 @@ class ExtractConfig:
     prefix:          file-name prefix of the .npy files (e.g. "v_" for ActivityNet-style stores).
     overwrite:       re-extract videos that already have features.
     skip_bad:        skip unreadable videos (counted) instead of failing.
+    allow_truncated: keep the decodable part of a truncated video (counted) instead of failing.
     seed:            seed of the random weights (weights="random").
     progress:        show a tqdm bar per video.
     """
@@ -83,13 +96,15 @@ class ExtractConfig:
     prefix: str = ""
     overwrite: bool = False
     skip_bad: bool = False
+    allow_truncated: bool = False
     seed: int = 0
     progress: bool = True
 
     def validate(self) -> None:
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise StaleError(f"{name}: must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise StaleError(f"--{name.replace('_', '-')}: must be a positive integer, got {value!r}")
         if self.frames_per_clip > self.clip_frames:
             raise StaleError(f"frames_per_clip ({self.frames_per_clip}) cannot exceed clip_frames "
                              f"({self.clip_frames})")
@@ -104,10 +119,12 @@ class ExtractSummary:
     extracted: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     bad: dict[str, str] = field(default_factory=dict)
+    truncated: list[str] = field(default_factory=list)   # kept with allow_truncated (also in extracted)
 
     def line(self) -> str:
         return (f"extracted {len(self.extracted)}, already done {len(self.resumed)}, "
-                f"skipped unreadable {len(self.bad)}")
+                f"skipped unreadable {len(self.bad)}"
+                + (f", truncated (decoded part kept) {len(self.truncated)}" if self.truncated else ""))
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -136,14 +153,18 @@ def _open_video(path: Path):
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise StaleError(f"{path}: cannot open video ({exc})") from None
+        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+        raise StaleError(f"{path}: cannot open video: not a video file, or damaged or truncated "
+                         f"({detail})") from None
     if not container.streams.video:
         container.close()
         raise StaleError(f"{path}: no video stream")
     return container
 
 
-def _frames(path: Path, container) -> Iterator:
+def _frames(container, failure: list) -> Iterator:
+    """Decoded frames of the first video stream; a decoding error ends the iteration and is
+    appended to ``failure`` (the caller decides: error, or keep the part decoded so far)."""
     import av
 
     stream = container.streams.video[0]
@@ -151,7 +172,32 @@ def _frames(path: Path, container) -> Iterator:
     try:
         yield from container.decode(stream)
     except (av.FFmpegError, OSError) as exc:
-        raise StaleError(f"{path}: video is corrupt or truncated ({exc})") from None
+        failure.append(" ".join(str(exc).split()))
+
+
+def declared_frames(container, stream, fps: float) -> tuple[int | None, str]:
+    """Frames the file declares for its video stream, and where the number comes from: the
+    stream's frame count, else its duration, else the container's duration (which may include
+    a longer audio track); ``(None, "")`` when the file declares nothing."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames), "frame count"
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * fps)), "stream duration"
+    if container.duration and container.duration > 0:
+        import av
+
+        return int(round(container.duration / av.time_base * fps)), "container duration"
+    return None, ""
+
+
+def missing_frames_tolerated(declared: int, fps: float, source: str) -> int:
+    """Frames a complete video may lack against its declaration: 2 frames or 2 % (rounding,
+    edit lists, a last partial GOP), plus 0.5 s when only the container's duration is known
+    (an audio track may outlast the video)."""
+    tol = max(2, int(0.02 * declared))
+    if source == "container duration":
+        tol += int(round(0.5 * fps))
+    return tol
 
 
 def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractConfig,
@@ -204,7 +250,8 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
                 bar.refresh()
 
         n = 0
-        for n, frame in enumerate(_frames(path, container), start=1):
+        failure: list[str] = []
+        for n, frame in enumerate(_frames(container, failure), start=1):
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
@@ -216,8 +263,24 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
             batch_ids.append(k)
             if len(batch) >= cfg.batch_size:
                 flush()
+        declared, source = declared_frames(container, stream, fps)
+        said = f" of the {declared / fps:.2f} s it declares" if declared else ""
         if n == 0:
-            raise StaleError(f"{path}: no decodable video frames")
+            raise StaleError(f"{path}: no decodable video frames{said}"
+                             + (f" ({failure[0]})" if failure else ""))
+        short = declared is not None and declared - n > missing_frames_tolerated(declared, fps, source)
+        truncated = None
+        if failure or short:
+            truncated = {"declared_duration": declared / fps if declared else None,
+                         "decoded_duration": n / fps, "declared_from": source or None,
+                         "decode_error": failure[0] if failure else None}
+            if not cfg.allow_truncated:
+                raise StaleError(f"{path}: video is truncated or partly undecodable: decoded "
+                                 f"{n / fps:.2f} s ({n} frames){said}"
+                                 + (f" ({source})" if declared else "")
+                                 + (f", decoding stopped with: {failure[0]}" if failure else "")
+                                 + "; repair or re-download it, or pass --allow-truncated to keep "
+                                   "the decoded part")
         width, height = last.width, last.height
         index = clip_frame_indices(n, cfg.clip_frames, cfg.stride, cfg.frames_per_clip)
         newest = batch_ids[-1] if batch_ids else (ids[-1] if ids else -1)
@@ -237,9 +300,12 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
     if not np.array_equal(ids_arr[pos], index):   # a sampling bug, never the user's input
         raise RuntimeError(f"{path}: frames {sorted(set(index.ravel()) - set(ids))} were not encoded")
     feats = F.normalize(emb[torch.from_numpy(pos)].mean(dim=1), dim=-1).numpy().astype(np.float32)
-    info = {"source": str(path), "fps": fps, "num_frames": n, "num_features": int(feats.shape[0]),
-            "duration": n / fps, "width": int(width), "height": int(height),
+    info = {"source": str(path), "size": path.stat().st_size, "fps": fps, "num_frames": n,
+            "num_features": int(feats.shape[0]), "duration": n / fps, "width": int(width),
+            "height": int(height), "declared_duration": declared / fps if declared else None,
             "timing_s": {"decode": round(t_total - t_encode, 4), "encode": round(t_encode, 4)}}
+    if truncated is not None:
+        info["truncated"] = truncated
     return feats, info
 
 
@@ -275,35 +341,99 @@ def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
             "embed_dim": encoder.embed_dim}
 
 
+def _read_meta(out: Path) -> dict | None:
+    """The folder's ``extract_meta.json`` (None when there is none); a damaged one is an error."""
+    path = out / META_NAME
+    if not path.is_file():
+        return None
+    meta = read_json(path, "extract_meta.json")
+    if (not isinstance(meta, dict) or meta.get("format") != META_FORMAT
+            or not isinstance(meta.get("videos"), dict)):
+        raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
+                         f"'videos' mapping); choose another --out")
+    return meta
+
+
 def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
     """Settings on which the features already in ``out_dir`` disagree with ``cfg`` / ``encoder``
-    (empty when there are none yet, or they agree); lets a caller decide before extracting."""
-    import json
-
-    path = Path(out_dir) / META_NAME
-    if not path.is_file():
+    (empty when there are none yet, or they agree); lets a caller such as ``stale detect``
+    decide before extracting. A damaged index is an error."""
+    meta = _read_meta(Path(out_dir))
+    if meta is None:
         return []
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StaleError(f"{path}: unreadable ({exc}); delete it or choose another folder") from None
     settings = _settings(cfg, encoder)
-    return [k for k in _SETTING_KEYS if not isinstance(meta, dict) or meta.get(k) != settings[k]]
+    return [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
+
+
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
+    """Check the output folder before any work (module docstring); returns the videos.
+
+    Refused (one :class:`StaleError` line): ``--out`` equal to an input video or inside an input
+    folder, under a regular file, not writable; a non-empty folder without an
+    ``extract_meta.json`` of this command (unless ``overwrite``); a feature file to be written
+    that exists but is not in that index, or is listed for another file of the same id (a
+    different size), unless ``overwrite``; a feature file name the file system cannot hold.
+    """
+    cfg.validate()
+    videos = find_videos(inputs)
+    out = Path(out_dir)
+    dirs = [Path(i).expanduser() for i in inputs if Path(i).expanduser().is_dir()]
+    check_outputs([Output(out, "dir", "--out", exists_ok=True)], inputs=videos, input_dirs=dirs)
+    for name in (META_NAME, INDEX_NAME):
+        check_writable_target(Output(out / name, "file", "--out"))
+    targets = {v.stem: out / f"{cfg.prefix}{v.stem}.npy" for v in videos}
+    for target in targets.values():
+        check_writable_target(Output(target, "file", "--out"))
+    if not out.is_dir():
+        return videos
+    if cfg.overwrite:
+        remove_stale_temp_files(out)
+        return videos
+    meta = _read_meta(out)
+    if meta is None:
+        foreign = sorted(p.name for p in out.iterdir() if not _is_temp(p.name))
+        if foreign:
+            raise StaleError(f"--out {out}: folder holds files stale extract did not write ({foreign[0]}"
+                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}; no "
+                             f"{META_NAME}); choose an empty or new folder, or pass --overwrite")
+    remove_stale_temp_files(out)   # only in a folder that is ours (or empty)
+    if meta is None:
+        return videos
+    listed = meta["videos"]
+    for video in videos:
+        vid, target = video.stem, targets[video.stem]
+        if not target.exists():
+            continue
+        if vid not in listed:
+            raise StaleError(f"--out {out}: {target.name} exists but is not in {META_NAME} (not made by "
+                             f"stale extract); pass --overwrite to replace it, or choose another folder")
+        old = listed[vid] if isinstance(listed[vid], dict) else {}
+        size = video.stat().st_size
+        if "size" in old and old["size"] != size:
+            raise StaleError(f"--out {out}: {target.name} holds features of {old.get('source')} "
+                             f"({old['size']} bytes), not of {video} ({size} bytes); pass --overwrite "
+                             f"to re-extract, or choose another folder")
+    return videos
 
 
 def _load_meta(out: Path, settings: dict, overwrite: bool) -> dict:
-    import json
-
     path = out / META_NAME
     fresh = {**settings, "videos": {}, "skipped": {}}
-    if not path.is_file():
-        return fresh
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StaleError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
-        raise StaleError(f"{path}: not an extract_meta.json (no 'videos' mapping)")
+        meta = _read_meta(out)
+    except StaleError as exc:
+        if not overwrite:
+            raise
+        log.warning("%s; --overwrite: starting a new index", exc)
+        return fresh
+    if meta is None:
+        return fresh
     diff = [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
     if diff:
         if not overwrite:
@@ -325,8 +455,7 @@ def _write_index(out: Path, meta: dict) -> None:
 def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
                    encoder: ImageEncoder | None = None) -> ExtractSummary:
     """Extract features of every video in ``inputs`` into ``out_dir`` (see the module docstring)."""
-    cfg.validate()
-    videos = find_videos(inputs)
+    videos = check_extract_output(inputs, out_dir, cfg)
     device = torch.device(cfg.device)
     if encoder is None:
         encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
@@ -361,6 +490,10 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
                 np.save(fh, arr)
 
         atomic_save(target, save)
+        if "truncated" in info:
+            summary.truncated.append(vid)
+            log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
+                        info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
         meta["videos"][vid] = info
         meta["skipped"].pop(str(video), None)
         _write_index(out, meta)

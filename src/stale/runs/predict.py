@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from stale import __version__
-from stale.core.config import apply_overrides, from_dict
+from stale.core.config import _blame, apply_overrides, from_dict
 from stale.core.errors import StaleError
-from stale.core.io import atomic_write_json, read_json
+from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress
-from stale.core.outputs import Output, check_outputs
+from stale.core.outputs import RUN_ARTEFACTS, Output, check_outputs
 from stale.data.dataset import VideoFeatureDataset, make_loader
 from stale.model.decoding import Detections, postprocess
 from stale.runs.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
@@ -147,7 +147,9 @@ def _features_and_duration(features, duration):
         try:
             arr = np.load(source, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise StaleError(f"{source}: not a readable .npy array ({exc})") from None
+            from stale.data.features import npy_problem
+
+            raise StaleError(npy_problem(source, exc)) from None
     elif isinstance(features, torch.Tensor):
         arr = features.detach().cpu().numpy()
     else:
@@ -192,7 +194,13 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
     ckpt_path = find_checkpoint(run)
     run_dir = ckpt_path.parent
     ckpt = load_checkpoint(ckpt_path)
-    cfg = from_dict(StaleConfig, apply_overrides(ckpt["config"], list(overrides)))
+    try:
+        cfg = from_dict(StaleConfig, apply_overrides(ckpt["config"], list(overrides)))
+    except StaleError as exc:   # the run's own config was valid: a --set argument is at fault
+        culprit = _blame(exc, list(overrides)) if overrides else None
+        if culprit is None:
+            raise
+        raise StaleError(f"--set {culprit}: {exc}") from None
     inputs_file = run_dir / "inputs.json"
     if inputs_file.is_file():
         cfg = relocate_inputs(cfg, run_dir, read_json(inputs_file))
@@ -210,13 +218,9 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
     return LoadedRun(cfg, detector, ckpt["classes"], ckpt["path"], run_dir, dev)
 
 
-def fuse_video_scores(results: dict[str, list[dict]], scores_path: str | Path, top: int = 2) -> tuple[dict, int]:
-    """Relabel detections with an external classifier's top classes per video (published-table
-    reproduction only: such classifiers are trained on all classes, unseen ones included).
-
-    ``scores_path``: JSON ``{video_id: {class_name: score}}``. Each detection becomes ``top``
-    detections, one per top class, scored ``detection score x class score``.
-    """
+def read_video_scores(scores_path: str | Path) -> dict[str, dict[str, float]]:
+    """An external classifier's video scores ``{video_id: {class_name: score}}``, checked (every
+    score a finite number; booleans and strings are named)."""
     path = Path(scores_path)
     table = read_json(path, "external classifier score file")
     if not isinstance(table, dict):
@@ -227,6 +231,18 @@ def fuse_video_scores(results: dict[str, list[dict]], scores_path: str | Path, t
         for name, sc in cls.items():
             if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not math.isfinite(float(sc)):
                 raise StaleError(f"{path}: video {vid}: class {name!r}: score must be a finite number, got {sc!r}")
+    return table
+
+
+def fuse_video_scores(results: dict[str, list[dict]], scores: str | Path | dict, top: int = 2) -> tuple[dict, int]:
+    """Relabel detections with an external classifier's top classes per video (published-table
+    reproduction only: such classifiers are trained on all classes, unseen ones included).
+
+    ``scores``: a JSON file ``{video_id: {class_name: score}}`` (or its :func:`read_video_scores`
+    table). Each detection becomes ``top`` detections, one per top class, scored
+    ``detection score x class score``.
+    """
+    table = scores if isinstance(scores, dict) else read_video_scores(scores)
     fused, missing = {}, 0
     for vid, items in results.items():
         cls = table.get(vid)
@@ -290,21 +306,23 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
     cfg = run.cfg
     ann_path = Path(annotations_path) if annotations_path else cfg.data.annotation_path()
     outputs = [Output(out, "file", "--out")] + ([Output(gt_out, "file", "--gt-out")] if gt_out else [])
-    check_outputs(outputs, inputs=[run.checkpoint, ann_path, fuse_scores,
-                                   run.run_dir / "config.yaml", run.run_dir / "classes.json"],
-                  input_dirs=[cfg.data.features.root], overwrite=overwrite)
+    # every file of the run folder counts as an input: predictions never replace a checkpoint
+    run_files = [run.run_dir / name for name in RUN_ARTEFACTS]
+    resolved = check_outputs(outputs, inputs=[run.checkpoint, ann_path, fuse_scores, *run_files],
+                             input_dirs=[cfg.data.features.root], overwrite=overwrite)
+    for path in resolved:   # temporaries of an earlier, killed write of these files
+        remove_stale_temp_files(path.parent, names=[path.name])
     class_names = list(classes) if classes else list(run.classes["test"])
     check_prompts(cfg, [class_names])
     ann = load_run_annotations(cfg, ann_path)
     test = assemble_test(cfg, class_names, ann, subset, all_videos, strict_classes=not all_videos)
-    if fuse_scores:  # read (and validated) before the detection work
-        read_json(fuse_scores, "external classifier score file")
+    table = read_video_scores(fuse_scores) if fuse_scores else None   # checked before the work
     needs_gt = getattr(run.detector, "needs_targets", False)
     ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False)
     results = detect_dataset(run.detector, ds, class_names, batch_size, run.device, show_progress=True)
     external = {"used": False}
     if fuse_scores:
-        results, missing = fuse_video_scores(results, fuse_scores)
+        results, missing = fuse_video_scores(results, table)
         external = {"used": True, "details": f"labels fused with external video-level classifier "
                     f"scores from {Path(fuse_scores).name}; NOT a zero-shot result "
                     f"({missing} videos had no scores)"}

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from stale.core.config import to_dict
+from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
 from stale.core.logs import RunLog, get_logger
 from stale.core.outputs import prepare_run_folder
@@ -136,7 +137,10 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
             val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
             # 6. train
-            history = trainer.fit(train_ds, val_ds)
+            try:
+                history = trainer.fit(train_ds, val_ds)
+            except StaleError as exc:
+                raise StaleError(_divergence_hint(str(exc), data.report.features)) from None
             # 7. selection record, and the optional retraining on every seen class
             if dist.is_main:
                 info = _write_selection(out_dir, history, trainer.best_epoch, cfg, data)
@@ -200,6 +204,21 @@ def _fit_without_trainer(cfg: StaleConfig, data: TrainingData, out_dir: Path, ru
                                                    "method": cfg.method})
     log.info("%s: %s written to %s", cfg.method, "fitted" if state else "nothing to train", out_dir)
     return record
+
+
+#: feature magnitude above which a divergence is blamed on the features (L2-normalised CLIP
+#: features stay near 1, I3D activations below ~100)
+SUSPICIOUS_FEATURE_MAGNITUDE = 1e3
+
+
+def _divergence_hint(message: str, features: dict | None) -> str:
+    """A divergence message, plus the feature file with the largest magnitude when that is
+    far beyond what real features hold (the usual cause besides the learning rate)."""
+    peak = (features or {}).get("max_abs_value") or 0.0
+    if "diverged" not in message or peak <= SUSPICIOUS_FEATURE_MAGNITUDE:
+        return message
+    return (f"{message}; the features reach |x| = {peak:.3g} in {features.get('max_abs_file')} "
+            f"(real features stay below ~{SUSPICIOUS_FEATURE_MAGNITUDE:.0f}): check or rescale that file")
 
 
 def _retrain(cfg: StaleConfig, out_dir: Path, epochs: int) -> None:

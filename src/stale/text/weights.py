@@ -32,7 +32,7 @@ import torch
 
 from stale.core.errors import StaleError
 from stale.core.hub import HUB_HOST, LOCAL_WEIGHTS_HINT, hub_reachable, is_offline  # noqa: F401 (re-exported)
-from stale.core.io import atomic_save, atomic_write_json
+from stale.core.io import atomic_torch_save, atomic_write_json
 from stale.text.tower import OFFLINE_SPEC, TEST_SPEC, ClipTextTower, TowerSpec, build_random_tower
 
 OFFLINE_ARCH = "stale-offline"   # seeded random tower, created once and cached on disk
@@ -60,6 +60,18 @@ def _is_torchscript(path: Path) -> bool:
         return any("/code/" in n for n in zf.namelist())
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One line for a weights file torch cannot read; torch's own advice (``weights_only=False``,
+    i.e. run the file's code) is never passed on."""
+    text = " ".join(str(exc).split())
+    if "can still be loaded" in text:   # a full pickle with Python objects besides the tensors
+        return (f"{path}: checkpoint holds pickled Python objects besides tensors, which stale does not "
+                f"load (they could run code); save the model's state_dict or a .safetensors file")
+    detail = "" if "weights_only" in text or "Weights only" in text else f": {text[:120]}"
+    return (f"{path}: not a readable checkpoint (truncated, corrupt, or not a weights file; "
+            f"{type(exc).__name__}{detail})")
+
+
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
     """Read a checkpoint's tensors; returns ``(state_dict, is_openai_jit_archive)``."""
     path = Path(path)
@@ -78,7 +90,7 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], b
     except StaleError:
         raise
     except Exception as exc:  # corrupt / truncated / foreign file
-        raise StaleError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise StaleError(_unreadable(path, exc)) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -253,7 +265,7 @@ def ensure_offline_tower(cache_dir: str | os.PathLike | None = None, seed: int =
     try:
         atomic_write_json(path.with_suffix(".json"),
                           {"format": FORMAT, "seed": seed, "model_cfg": OFFLINE_SPEC.to_model_cfg()})
-        atomic_save(path, lambda p: torch.save(tower.state_dict(), p))
+        atomic_torch_save(path, tower.state_dict())
     except OSError as exc:
         raise StaleError(f"cannot write the offline text tower to {path.parent} ({exc}); "
                          f"set STALE_CACHE_DIR to a writable folder") from None
@@ -264,7 +276,7 @@ def save_tower(tower: ClipTextTower, path: str | os.PathLike) -> None:
     """Save a tower as a text-only checkpoint + sidecar JSON (the offline tower's format)."""
     path = Path(path)
     atomic_write_json(path.with_suffix(".json"), {"format": FORMAT, "model_cfg": tower.spec.to_model_cfg()})
-    atomic_save(path, lambda p: torch.save(tower.state_dict(), p))
+    atomic_torch_save(path, tower.state_dict())
 
 
 # ----------------------------------------------------------------------------- random towers

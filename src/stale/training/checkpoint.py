@@ -28,7 +28,7 @@ from torch import nn
 
 from stale import __version__
 from stale.core.errors import StaleError
-from stale.core.io import atomic_save
+from stale.core.io import atomic_torch_save
 
 FORMAT = "stale-checkpoint-v2"
 READABLE_FORMATS = ("stale-checkpoint-v1", FORMAT)
@@ -105,7 +105,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     data = {"format": FORMAT, "code_version": code_version(), **payload}
-    atomic_save(path, lambda tmp: torch.save(data, tmp))
+    atomic_torch_save(path, data)   # through a file handle: a full disk is one clear OSError
 
 
 def find_checkpoint(path: str | Path) -> Path:

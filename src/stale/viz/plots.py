@@ -232,3 +232,26 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, t
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(methods), 3),
                    fontsize=7, frameon=False)
     return _save(plt, fig, out)
+
+
+def plot_metric_curves(groups: Mapping[str, Sequence[Sequence[dict]]], keys: Sequence[str], out: str | Path,
+                       title: str = "") -> Path:
+    """Per-epoch curves of ``keys`` (e.g. ``train_cls``, ``train_gate_coverage``) -> PNG, one panel
+    per key; ``groups`` maps a label to the metrics records of each of its runs (one line per run,
+    one colour per label), so seed-to-seed spread and jumps are visible at a glance."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), dpi=110, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, (label, runs) in enumerate(groups.items()):
+            for j, hist in enumerate(runs):
+                pts = [(r["epoch"], r[key]) for r in hist if key in r]
+                if pts:
+                    ax.plot(*zip(*pts), color=f"C{i}", lw=1.0, alpha=0.85,
+                            label=label if j == 0 else None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("train_", "").replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(plt, fig, out)
