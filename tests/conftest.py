@@ -72,3 +72,23 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_config() -> Path:
     return REPO / "src" / "stale" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless chromium (selenium); the test is skipped when none is installed."""
+    pytest.importorskip("selenium")
+    from browser_util import find_browser, start_browser, stop_browser
+
+    if find_browser() is None:
+        pytest.skip("no chromium + chromedriver installed (apt-get install chromium chromium-driver)")
+    drv = start_browser()
+    yield drv
+    stop_browser(drv)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_factory():
+    """:func:`make_tiny_dataset` itself, for tests that need another size or width (``from
+    conftest import`` is ambiguous once sub-folders have their own conftest.py)."""
+    return make_tiny_dataset

@@ -1,15 +1,16 @@
 """stale: zero-shot temporal action detection with vision-language prompting (STALE).
 
 Public API (imported lazily, so ``import stale`` is instant): :func:`load_run`, :func:`train`,
-:func:`evaluate`, :func:`splits`; see :mod:`stale.api` and docs/api.md.
+:func:`evaluate`, :func:`splits`, :func:`detect`, :func:`report`; see :mod:`stale.api` and
+docs/api.md.
 """
 
 __version__ = "0.2.0"
-__all__ = ["load_run", "train", "evaluate", "splits", "__version__"]
+__all__ = ["load_run", "train", "evaluate", "splits", "detect", "report", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("load_run", "train", "evaluate", "splits"):
+    if name in ("load_run", "train", "evaluate", "splits", "detect", "report"):
         from stale import api
 
         return getattr(api, name)

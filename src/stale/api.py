@@ -6,6 +6,8 @@
 >>> dets = run.detect("features/video_test_0000004.npy", ["pole vault", "high jump"], duration=33.5)
 >>> result = stale.evaluate("gt.json", "pred.json", subset="test", tiou="thumos14")
 >>> split = stale.splits("thumos14", 75, 0)
+>>> res = stale.detect(["clip.mp4"], "high jump,a person pole vaulting", "det", weights="ViT-B-16.pt")
+>>> page = stale.report("stale_demo")
 
 See docs/api.md for a worked example.
 """
@@ -56,3 +58,31 @@ def splits(dataset: str, setting: int | str, index: int):
     from stale.data.splits import load_split
 
     return load_split(dataset, setting, index)
+
+
+def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Sequence[str] | str,
+           out: str | os.PathLike, run: str | os.PathLike | None = None, weights: str | None = None,
+           arch: str = "ViT-B-16", overwrite: bool = False, **options):
+    """Detect ``classes`` (names, ``"a,b"`` or ``"@file"``) in video files (``stale detect``):
+    features cached in ``out/features``, then the trained ``run``'s detector or, without one, the
+    training-free CLIP detector with the text tower of the same CLIP ``weights``. Writes
+    detections.json, detections.csv, subtitles/, timelines/ and report.html into ``out``.
+
+    ``options``: further :class:`stale.runs.detect.DetectOptions` fields (``clip_frames``,
+    ``stride``, ``device``, ``overrides``, ``subtitle_top``, ...). Returns a
+    :class:`stale.runs.detect.DetectResult` (``.results``: video -> detections, best first;
+    ``.files``; ``.timings``)."""
+    from stale.runs.detect import DetectOptions, run_detect
+
+    inputs = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
+    opts = DetectOptions(classes=classes, run=run, weights=weights, arch=arch, overwrite=overwrite,
+                         progress=options.pop("progress", False), **options)
+    return run_detect(inputs, out, opts)
+
+
+def report(folder: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+    """Write the HTML report of a demo, detect, run or experiment folder (``stale report``);
+    returns the page's path."""
+    from stale.runs.report import write_folder_report
+
+    return write_folder_report(folder, out, overwrite=overwrite).default_out

@@ -24,7 +24,7 @@ def demo_dir(tmp_path_factory):
 def test_demo_writes_a_complete_report(demo_dir):
     out, stdout = demo_dir
     report = out / "report"
-    for name in ("metrics.json", "summary.md", "ground_truth.json", "training_curve.png",
+    for name in ("metrics.json", "summary.md", "ground_truth.json", "training_curve.png", "index.html",
                  "predictions_stale.json", "predictions_stale_no_mask.json",
                  "predictions_control_permuted_names.json"):
         assert (report / name).is_file(), name
@@ -40,7 +40,13 @@ def test_demo_writes_a_complete_report(demo_dir):
     # split_0's unseen classes, less any the 24-video subsample happens to lack
     assert set(m["protocol"]["unseen"]) <= {"BaseballPitch", "HammerThrow", "PoleVault", "SoccerPenalty", "ThrowDiscus"}
     assert len(m["protocol"]["unseen"]) >= 2
-    assert "| STALE |" in stdout and "wall time" in stdout
+    assert "| STALE |" in stdout and "wall time" in stdout and "index.html" in stdout
+    page = (report / "index.html").read_text()
+    for method, res in m["methods"].items():   # the page's mAP table holds the metrics' numbers
+        row = f"{100 * res['average_mAP']:.1f}"
+        assert method in page and row in page
+    for anchor in ('id="metrics"', 'id="class-ap"', 'id="pr"', 'id="control"', 'id="training"'):
+        assert anchor in page
     # the ground truth holds only unseen classes, on test videos
     gt = json.loads((report / "ground_truth.json").read_text())["database"]
     labels = {a["label"] for v in gt.values() for a in v["annotations"]}
@@ -76,3 +82,14 @@ def test_rerun_reuses_finished_stages(demo_dir):
     # a different seed into the same folder is refused instead of mixing two benchmarks
     bad = subprocess.run(cmd + ["--seed", "1"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "other settings" in bad.stderr
+
+
+def test_demo_report_page_in_a_browser(demo_dir, browser):
+    from browser_util import js_errors, open_page, screenshot_stats
+
+    out, _ = demo_dir
+    open_page(browser, out / "report" / "index.html")
+    assert js_errors(browser) == []
+    assert 1 <= len(browser.find_elements("css selector", "section.video")) <= 6
+    std, colours = screenshot_stats(browser)
+    assert std > 20 and colours > 100

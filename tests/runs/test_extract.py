@@ -241,3 +241,43 @@ def test_cli_runs_extraction(tmp_path, videos, tiny_weights, capsys):
     assert "WARNING" in capsys.readouterr().err
     assert np.load(tmp_path / "r" / "short.npy").shape == (1, 1024)
     assert json.loads((tmp_path / "r" / "extract_meta.json").read_text())["random_weights"] is True
+
+
+def test_progress_counts_encoded_clips_and_ends_with_the_encoding(tmp_path, videos, tiny_weights, monkeypatch):
+    """The bar's unit is the clip; it moves only when frames went through the tower, and reaches
+    100% only after the last forward pass (it used to count decoded frames)."""
+    import tqdm as tqdm_module
+
+    events = []   # (n, total, tower forward passes so far) at every refresh
+
+    class Bar:
+        def __init__(self, *a, unit=None, **k):
+            self.unit, self.n, self.total = unit, 0, None
+            bars.append(self)
+
+        def refresh(self):
+            events.append((self.n, self.total, len(calls)))
+
+        def update(self, k=1):
+            self.n += k
+            self.refresh()
+
+        def close(self):
+            pass
+
+    bars, calls = [], []
+    monkeypatch.setattr(tqdm_module, "tqdm", Bar)
+    enc = load_image_encoder(weights=str(tiny_weights))
+    forward = enc.tower.forward
+    enc.tower.forward = lambda x: calls.append(len(x)) or forward(x)
+    from stale.runs.extract import encode_video
+
+    feats, info = encode_video(videos / "colours.mp4", enc, cfg(batch_size=2, progress=True))
+    T = feats.shape[0]
+    assert bars[0].unit == "clip" and len(calls) >= 3
+    ns = [n for n, _, _ in events]
+    assert ns == sorted(ns)                                      # never goes back
+    assert events[-1] == (T, T, len(calls))                      # 100% after the last pass ...
+    assert all(n < total for n, total, _ in events[:-1] if total)  # ... and not before
+    assert all(n <= 2 * c for n, _, c in events)                 # no clip counted before encoding
+    assert set(info["timing_s"]) == {"decode", "encode"} and min(info["timing_s"].values()) >= 0

@@ -44,6 +44,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
+    from stale.core.hub import preflight_weights
+
+    preflight_weights(args.arch, args.weights, "CLIP image weights")   # before the slow imports
     from stale.runs.extract import ExtractConfig, check_extract_output, extract_videos
     from stale.text.image import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads

@@ -17,15 +17,40 @@ def add_arguments(parser):
                         help="profile the first training steps (torch profiler) and print a per-module table")
 
 
-def run(args):
-    from stale.runs.config import load_run_config
-    from stale.runs.train import run_training
+#: TextEncoderConfig.arch's default, for the pre-flight check before torch is imported (tested equal)
+DEFAULT_TEXT_ARCH = "ViT-B-16"
 
+
+def preflight(config: str, overrides: list[str]) -> None:
+    """Fail within a second when the config's CLIP text weights are a tag that cannot be
+    downloaded (offline, hub unreachable, nothing cached), before importing torch and open_clip.
+    Reads the raw YAML tree; any problem with it is left to the full config loader."""
+    from stale.core.config import apply_overrides, find_config, load_yaml_tree
+    from stale.core.errors import StaleError
+    from stale.core.hub import preflight_weights
+
+    try:
+        raw = apply_overrides(load_yaml_tree(find_config(config)), overrides)
+    except StaleError:
+        return
+    text = raw.get("text") if isinstance(raw, dict) else None
+    text = text if isinstance(text, dict) else {}
+    arch, weights = text.get("arch", DEFAULT_TEXT_ARCH), text.get("weights")
+    if isinstance(arch, str) and (weights is None or isinstance(weights, str)):
+        preflight_weights(arch, weights, "text encoder weights")
+
+
+def run(args):
     extra = []
     if args.threads is not None:
         extra.append(f"train.threads={args.threads}")
     if args.device is not None:
         extra.append(f"train.device={args.device}")
+    if not args.resume:
+        preflight(args.config, [*args.overrides, *extra])
+    from stale.runs.config import load_run_config
+    from stale.runs.train import run_training
+
     cfg = load_run_config(args.config, [*args.overrides, *extra])
     if args.profile:
         from stale.runs.profile import profile_training

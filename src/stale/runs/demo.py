@@ -8,7 +8,8 @@
    exact ActivityNet mAP at tIoU 0.3:0.1:0.7;
 4. the leakage control: the same STALE model asked for the unseen classes under permuted names
    must score near zero — what it knows of an unseen class comes only through its name;
-5. write a report folder: metrics, predictions, ground truth, training curves, timelines.
+5. write a report folder: metrics, predictions, ground truth, training curves, timelines, and
+   ``index.html``, the interactive report (``stale report``).
 
 Each stage is skipped when its output already exists (an interrupted demo resumes).
 """
@@ -174,8 +175,9 @@ def run_demo(opts: DemoOptions) -> dict:
     slugs = {"STALE": "stale", "STALE w/o masking": "stale_no_mask", CONTROL: "control_permuted_names"}
     for name, preds in predictions.items():
         atomic_write_json(report / f"predictions_{slugs[name]}.json",
-                          {"version": "stale demo", "results": preds, "external_data": {"used": False},
-                           "classes": unseen}, indent=None)
+                          {"version": "stale demo", "method": name, "results": preds,
+                           "external_data": {"used": False}, "classes": unseen,
+                           **({"control_of": "STALE"} if name == CONTROL else {})}, indent=None)
     plot_training_curves(histories, report / "training_curve.png")
     # the most varied videos first (distinct unseen classes), then those with about 6 instances
     with_gt = sorted((v for v in videos if v.segments),
@@ -198,13 +200,17 @@ def run_demo(opts: DemoOptions) -> dict:
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     atomic_write_json(report / "metrics.json", metrics)
+    from stale.runs.report import build_report
+    from stale.viz.html import write_report
+
+    write_report(build_report(out).report, report / "index.html")   # the page of this report folder
     table = format_table(results)
     atomic_write_text(report / "summary.md", "# stale demo (synthetic data)\n\n" + table + "\n")
     print("")
     print(f"Zero-shot detection of {len(unseen)} unseen classes ({', '.join(unseen)}) in "
           f"{len(videos)} test videos — SYNTHETIC benchmark:")
     print(table)
-    print(f"report: {report}  (metrics.json, predictions_*.json, training_curve.png, timelines/)")
+    print(f"report: {report / 'index.html'}  (and metrics.json, predictions_*.json, training_curve.png, timelines/)")
     print(f"wall time: {timings['total']:.0f} s")
     return metrics
 

@@ -203,39 +203,55 @@ def missing_frames_tolerated(declared: int, fps: float, source: str) -> int:
 def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractConfig,
                  device: torch.device | None = None) -> tuple[np.ndarray, dict]:
     """Features of one video: ``((T, C) float32 L2-normalised, info)``; info has fps, num_frames,
-    num_features, duration, width, height. Frames are decoded one by one and only the sampled ones
-    are kept, in batches of ``cfg.batch_size``."""
+    num_features, duration, width, height and ``timing_s`` (``decode``: demuxing, decoding and
+    colour conversion; ``encode``: preprocessing and the image tower). Frames are decoded one by
+    one and only the sampled ones are kept, in batches of ``cfg.batch_size``.
+
+    The progress bar counts *encoded clips* (a clip is done when its last sampled frame went
+    through the tower); it reaches 100% only after the last batch is encoded.
+    """
+    import time
+
     from tqdm import tqdm
 
     path = Path(path)
     device = device or torch.device(cfg.device)
     offsets = clip_offsets(cfg.clip_frames, cfg.frames_per_clip)
     container = _open_video(path)
-    bar = tqdm(desc=path.name, unit="frame", disable=not cfg.progress, leave=False)
+    bar = tqdm(desc=path.name, unit="clip", disable=not cfg.progress, leave=False)
+    t_start, t_encode = time.perf_counter(), 0.0
     try:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         if not fps > 0:
             raise StaleError(f"{path}: video stream has no frame rate")
-        bar.total = stream.frames or None
+        timeline = NativeTimeline(cfg.stride, cfg.clip_frames, 1.0)
+        bar.total = timeline.num_features(stream.frames) if stream.frames else None
         ids, embs, batch, batch_ids = [], [], [], []
         last = None   # the newest frame, in case a short video's clip needs it
 
         def flush():
+            nonlocal t_encode
             if batch:
+                t0 = time.perf_counter()
                 x = preprocess_frames(torch.from_numpy(np.stack(batch)).to(device), encoder.image_size,
                                       encoder.mean, encoder.std)
                 with torch.inference_mode():
                     embs.append(F.normalize(encoder.tower(x).float(), dim=-1).cpu())
+                t_encode += time.perf_counter() - t0
                 ids.extend(batch_ids)
                 batch.clear()
                 batch_ids.clear()
+                # clips whose last sampled frame is encoded; the final count is set at the end
+                done = (ids[-1] - int(offsets[-1])) // cfg.stride + 1 if ids[-1] >= offsets[-1] else 0
+                cap = bar.total - 1 if bar.total else done
+                bar.n = max(bar.n, min(done, cap))
+                bar.refresh()
 
         n = 0
         failure: list[str] = []
         for n, frame in enumerate(_frames(container, failure), start=1):
-            bar.update(1)
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
@@ -272,9 +288,12 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
             batch.append(last.to_ndarray(format="rgb24"))
             batch_ids.append(n - 1)
         flush()
+        bar.total = bar.n = int(index.shape[0])   # every clip encoded: now, and only now, 100%
+        bar.refresh()
     finally:
         bar.close()
         container.close()
+    t_total = time.perf_counter() - t_start
     emb = torch.cat(embs)                                         # (M, C), rows sorted by frame
     ids_arr = np.asarray(ids)
     pos = np.minimum(np.searchsorted(ids_arr, index), len(ids_arr) - 1)   # (T, k) rows of emb
@@ -283,7 +302,8 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
     feats = F.normalize(emb[torch.from_numpy(pos)].mean(dim=1), dim=-1).numpy().astype(np.float32)
     info = {"source": str(path), "size": path.stat().st_size, "fps": fps, "num_frames": n,
             "num_features": int(feats.shape[0]), "duration": n / fps, "width": int(width),
-            "height": int(height), "declared_duration": declared / fps if declared else None}
+            "height": int(height), "declared_duration": declared / fps if declared else None,
+            "timing_s": {"decode": round(t_total - t_encode, 4), "encode": round(t_encode, 4)}}
     if truncated is not None:
         info["truncated"] = truncated
     return feats, info
@@ -332,6 +352,19 @@ def _read_meta(out: Path) -> dict | None:
         raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
                          f"'videos' mapping); choose another --out")
     return meta
+
+
+def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
+    """Settings on which the features already in ``out_dir`` disagree with ``cfg`` / ``encoder``
+    (empty when there are none yet, or they agree); lets a caller such as ``stale detect``
+    decide before extracting. A damaged index is an error."""
+    meta = _read_meta(Path(out_dir))
+    if meta is None:
+        return []
+    settings = _settings(cfg, encoder)
+    return [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
+
+
 
 
 def _is_temp(name: str) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from stale.core.errors import StaleError
+from stale.core.hub import HUB_HOST, LOCAL_WEIGHTS_HINT, hub_reachable, is_offline  # noqa: F401 (re-exported)
 from stale.core.io import atomic_torch_save, atomic_write_json
 from stale.text.tower import OFFLINE_SPEC, TEST_SPEC, ClipTextTower, TowerSpec, build_random_tower
 
@@ -40,13 +41,6 @@ RANDOM_WEIGHTS = "random"        # weights="random": an arch's shape, seeded ran
 FORMAT = "stale-clip-text/1"
 _TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.",
                   "text_projection")
-_TRUTHY = {"1", "true", "yes", "on"}
-
-
-def is_offline() -> bool:
-    """True when the environment forbids downloads (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, STALE_OFFLINE)."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUTHY
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "STALE_OFFLINE"))
 
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -201,23 +195,6 @@ def load_checkpoint_file(path: str | os.PathLike, arch: str | None = None,
 
 
 # ----------------------------------------------------------------------------- tags
-
-HUB_HOST = "huggingface.co"
-LOCAL_WEIGHTS_HINT = ("pass a local CLIP checkpoint instead: --weights / --set text.weights=PATH to an "
-                      "OpenAI .pt archive, an open_clip state dict or a .safetensors file (docs/text.md, "
-                      "'Getting real CLIP weights')")
-
-
-def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the weights hub opens within ``timeout`` seconds."""
-    import socket
-
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
 
 def pretrained_file(arch: str, tag: str, what: str = "text encoder weights") -> tuple[str, bool | None]:
     """Path of the weights for an open_clip pretrained tag: a cached copy (Hugging Face cache,

@@ -24,7 +24,8 @@ def _save(plt, fig, out: str | Path) -> Path:
     """Write ``fig`` as PNG atomically and release it."""
     from stale.core.io import atomic_path
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
@@ -74,14 +75,15 @@ def pack_lanes(segments: Sequence[Sequence[float]]) -> list[int]:
     return lanes
 
 
-def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
-                  predictions: Mapping[str, Sequence[dict]], out: str | Path, top: int = 5,
-                  classes: Sequence[str] | None = None) -> Path:
-    """One video: ground-truth segments and the ``top`` best predictions of each named method,
-    as coloured bars on a time axis with class names and scores -> PNG.
+def timeline_figure(video_id: str, duration: float, ground_truth: Sequence[dict],
+                    predictions: Mapping[str, Sequence[dict]], top: int = 5,
+                    classes: Sequence[str] | None = None):
+    """The figure of :func:`plot_timeline` (not saved; the caller closes it).
 
-    ``ground_truth``: ``[{"segment": [s, e], "label": name}]``; ``predictions``: method name ->
-    ActivityNet result items ``[{"segment", "label", "score"}]``.
+    Layout rules (both once defects): score labels are placed best score first and a label that
+    would overlap one already placed is left out (short neighbouring segments used to print
+    "0.20.27"); the class legend sits in the figure's own bottom band below the axis label
+    (constrained layout), so it cannot overlap the axis label however short the figure is.
     """
     from matplotlib.patches import Patch
 
@@ -92,9 +94,9 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     rows = [("ground truth", [dict(g, score=None) for g in ground_truth])]
     rows += [(m, sorted(ps, key=lambda p: -p["score"])[:top]) for m, ps in predictions.items()]
     packed = [(name, items, pack_lanes([it["segment"] for it in items])) for name, items in rows]
-    height = 1.2 + 0.45 * sum(max([1, *[ln + 1 for ln in lanes]]) for _, _, lanes in packed)
-    fig, ax = plt.subplots(figsize=(11, height), dpi=110)
-    y, ticks, labels = 0.0, [], []
+    height = 1.6 + 0.45 * sum(max([1, *[ln + 1 for ln in lanes]]) for _, _, lanes in packed)
+    fig, ax = plt.subplots(figsize=(11, height), dpi=110, layout="constrained")
+    y, ticks, labels, texts = 0.0, [], [], []
     for name, items, lanes in packed:
         band = max([1, *[ln + 1 for ln in lanes]])
         ticks.append(y + band / 2 - 0.5)
@@ -103,8 +105,9 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
             s, e = it["segment"]
             ax.barh(y + lane, max(e - s, duration * 0.002), left=s, height=0.8,
                     color=colors.get(it["label"], "0.5"), edgecolor="black", lw=0.5)
-            if it["score"] is not None:
-                ax.text(s, y + lane, f" {it['score']:.2f}", va="center", ha="left", fontsize=7)
+            if it["score"] is not None:   # items are in score order: best labels placed first
+                texts.append(ax.text(s, y + lane, f" {it['score']:.2f}", va="center", ha="left",
+                                     fontsize=7, clip_on=True))
         y += band + 0.6
         ax.axhline(y - 0.8, color="0.8", lw=0.8)
     ax.set_yticks(ticks)
@@ -114,9 +117,120 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     ax.set_xlabel("time (s)")
     ax.set_title(f"{video_id} ({duration:.0f} s): ground truth and top-{top} detections "
                  "(colour = class, number = score)", fontsize=9)
-    ax.legend(handles=[Patch(color=colors[c], label=c) for c in names if c in colors],
-              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 4 / height),
-              ncol=min(len(names), 6), frameon=False)
+    handles = [Patch(color=colors[c], label=c) for c in names if c in colors]
+    if handles:
+        fig.legend(handles=handles, fontsize=7, loc="outside lower center",
+                   ncol=min(len(handles), 6), frameon=False)
+    drop_overlapping_texts(fig, texts)
+    return fig
+
+
+def drop_overlapping_texts(fig, texts: Sequence) -> int:
+    """Remove every text (in order) whose drawn box overlaps a text kept before it; returns how
+    many were removed. Boxes are measured with the figure's renderer after its layout ran."""
+    if not texts:
+        return 0
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    kept, removed = [], 0
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        if any(box.overlaps(k) for k in kept):
+            t.remove()
+            removed += 1
+        else:
+            kept.append(box)
+    return removed
+
+
+def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
+                  predictions: Mapping[str, Sequence[dict]], out: str | Path, top: int = 5,
+                  classes: Sequence[str] | None = None) -> Path:
+    """One video: ground-truth segments and the ``top`` best predictions of each named method,
+    as coloured bars on a time axis with class names and scores -> PNG.
+
+    ``ground_truth``: ``[{"segment": [s, e], "label": name}]`` (may be empty: no annotations);
+    ``predictions``: method name -> ActivityNet result items ``[{"segment", "label", "score"}]``.
+    """
+    fig = timeline_figure(video_id, duration, ground_truth, predictions, top, classes)
+    return _save(_plt(), fig, out)
+
+
+def plot_class_ap(per_method: Mapping[str, Mapping[str, float]], out: str | Path,
+                  title: str = "average precision per class") -> Path:
+    """Grouped horizontal bars: for each class (rows) the AP (fraction) of each method -> PNG.
+
+    ``per_method``: method -> {class: AP in [0, 1]} (classes missing for a method are drawn as 0).
+    """
+    import numpy as np
+
+    plt = _plt()
+    methods = list(per_method)
+    classes = sorted({c for m in per_method.values() for c in m})
+    n_m = max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 1.0 + 0.22 * n_m * max(len(classes), 1) + 0.3), dpi=110,
+                           layout="constrained")
+    ys = np.arange(len(classes))
+    h = 0.8 / n_m
+    for i, m in enumerate(methods):
+        vals = [100.0 * float(per_method[m].get(c, 0.0)) for c in classes]
+        ax.barh(ys + (i - (n_m - 1) / 2) * h, vals, height=h, color=f"C{i}", label=m)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(classes, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("AP (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    if methods:
+        fig.legend(loc="outside lower center", ncol=min(n_m, 3), fontsize=7, frameon=False)
+    return _save(plt, fig, out)
+
+
+def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, tiou: float) -> Path:
+    """Precision-recall curves at one tIoU: one panel per class, one line per method -> PNG.
+
+    ``curves``: method -> {class: (recall (n,), precision (n,))} in rank order (see
+    :func:`stale.evaluation.curves.precision_recall`); the step line is the interpolated
+    precision envelope whose area is the AP.
+    """
+    import math
+
+    import numpy as np
+
+    plt = _plt()
+    methods = list(curves)
+    classes = sorted({c for m in curves.values() for c in m})
+    cols = min(4, max(len(classes), 1))
+    nrows = max(1, math.ceil(len(classes) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.3 * nrows + 0.5), dpi=100,
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    for ax in axes.ravel()[len(classes):]:
+        ax.set_visible(False)
+    for ax, c in zip(axes.ravel(), classes):
+        for i, m in enumerate(methods):
+            if c not in curves[m]:
+                continue
+            rec, prec = (np.asarray(a, dtype=float) for a in curves[m][c])
+            env = np.maximum.accumulate(prec[::-1])[::-1] if prec.size else prec
+            ax.step(np.r_[0.0, rec], np.r_[env[:1] if env.size else [0.0], env], where="pre",
+                    color=f"C{i}", lw=1.2, label=m)
+        ax.set_title(c, fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for k, ax in enumerate(axes.ravel()[:len(classes)]):
+        if k % cols == 0:
+            ax.set_ylabel("precision", fontsize=8)
+        if k + cols >= len(classes):   # nothing below it: label the axis
+            ax.set_xlabel("recall", fontsize=8)
+            ax.tick_params(labelbottom=True)
+    fig.suptitle(f"precision-recall at tIoU {tiou:.2f} (interpolated envelope; area = AP)", fontsize=9)
+    if methods:
+        handles = [plt.Line2D([], [], color=f"C{i}", label=m) for i, m in enumerate(methods)]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(methods), 3),
+                   fontsize=7, frameon=False)
     return _save(plt, fig, out)
 
 
