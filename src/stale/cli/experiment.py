@@ -10,7 +10,9 @@ def add_arguments(parser):
     parser.add_argument("--out", help="experiment folder (cells, results.json, results.md, results.png)")
     parser.add_argument("--splits", default=None, help="class splits to run, e.g. 0-9 or 0,1,2 (default: the spec's)")
     parser.add_argument("--seeds", default=None, help="training seeds, e.g. 0-2 (default: the spec's)")
-    parser.add_argument("--variants", default=None, help="comma-separated subset of the spec's variants")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated subset of the spec's variants (names holding commas are matched whole)")
+    parser.add_argument("--settings", default=None, help="comma-separated subset of the spec's settings, e.g. 50/50")
     parser.add_argument("--datasets", default=None,
                         help="comma-separated datasets of the spec (default: its default_datasets, e.g. the built-in "
                              "benchmarks; real ones need --set data.features.root=...)")
@@ -48,8 +50,7 @@ def run(args):
         args.spec, args.out,
         splits=ex.parse_range(args.splits) if args.splits else None,
         seeds=ex.parse_range(args.seeds, "--seeds") if args.seeds else None,
-        variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None,
-        datasets=[v.strip() for v in args.datasets.split(",") if v.strip()] if args.datasets else None,
+        variants=args.variants or None, datasets=args.datasets or None, settings=args.settings or None,
         overrides=args.overrides, jobs=args.jobs, launcher=args.launcher,
         slurm={"partition": args.partition, "time": args.time, "gpus": args.gpus_per_job, "cpus": args.cpus_per_job,
                "parallel": args.jobs, "ddp": args.ddp_procs})

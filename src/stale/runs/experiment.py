@@ -131,6 +131,30 @@ def parse_range(text: str | int | Sequence[int], what: str = "--splits") -> list
     return out
 
 
+def split_names(text: str | Sequence[str], known: Sequence[str]) -> list[str]:
+    """Split a comma-separated ``--variants`` / ``--datasets`` / ``--settings`` value into names
+    of ``known``. Names may themselves hold commas ("control (STALE, permuted names)"): at each
+    position the longest run of comma-separated pieces that forms a known name wins; a piece
+    that starts no known name is kept as given (and reported as unknown by the caller)."""
+    if not isinstance(text, str):
+        return [str(t).strip() for t in text if str(t).strip()]
+    pieces = text.split(",")
+    names = set(known)
+    out, i = [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            cand = ",".join(pieces[i:j]).strip()
+            if cand in names:
+                out.append(cand)
+                i = j
+                break
+        else:
+            if pieces[i].strip():
+                out.append(pieces[i].strip())
+            i += 1
+    return out
+
+
 def _str_list(value, where: str) -> list[str]:
     if value is None:
         return []
@@ -466,9 +490,14 @@ def _local_worker(args) -> dict:
 
 def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, splits: Sequence[int] | None = None,
                    seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
-                   datasets: Sequence[str] | None = None, overrides: Sequence[str] = (), jobs: int = 1,
+                   datasets: Sequence[str] | None = None, settings: Sequence[str] | None = None,
+                   overrides: Sequence[str] = (), jobs: int = 1,
                    launcher: str = "local", slurm: dict | None = None) -> dict:
-    """Run every unfinished cell of a spec into ``out``; returns the summary (results.json)."""
+    """Run every unfinished cell of a spec into ``out``; returns the summary (results.json).
+
+    ``variants`` / ``datasets`` / ``settings`` choose subsets by name: a list, or one
+    comma-separated string (names that hold commas are matched whole, see :func:`split_names`).
+    """
     from stale.core.outputs import Output, check_outputs
 
     spec = load_spec(spec_ref)
@@ -476,7 +505,18 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
         spec.splits = list(splits)
     if seeds is not None:
         spec.seeds = list(seeds)
+    if datasets is not None:
+        datasets = split_names(datasets, [d.name for d in spec.datasets])
     select_datasets(spec, datasets)
+    if settings is not None:
+        settings = split_names(settings, list(spec.settings))
+        bad = [n for n in settings if n not in spec.settings]
+        if bad or not settings:
+            raise StaleError(f"--settings: no setting {(bad or [''])[0]!r} in spec {spec.name} "
+                             f"(has: {', '.join(spec.settings)})")
+        spec.settings = {k: v for k, v in spec.settings.items() if k in settings}
+    if variants is not None:
+        variants = split_names(variants, [v.name for v in spec.variants])
     if variants is not None:
         keep = {v.name for v in spec.variants if v.name in variants}
         keep |= {spec.variant(n).reuse for n in keep if spec.variant(n).reuse}
