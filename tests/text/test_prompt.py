@@ -108,7 +108,7 @@ def test_eval_cache_hits_and_invalidates():
     enc = make()
     calls = []
     inner = enc.tower.encode_embeddings
-    enc.tower.encode_embeddings = lambda x, e: calls.append(1) or inner(x, e)
+    enc.tower.encode_embeddings = lambda x, e, *a: calls.append(1) or inner(x, e, *a)
     enc.eval()
     a = enc(NAMES)
     b = enc(list(NAMES))
@@ -194,3 +194,28 @@ def test_no_text_encoder_is_a_bag_of_token_embeddings():
     out.sum().backward()
     assert enc.bow_proj.weight.grad.abs().sum() > 0 and enc.bg.grad.abs().sum() > 0
     assert all(p.grad is None for p in tower.parameters())   # the vocabulary stays frozen
+
+
+@pytest.mark.parametrize("position", ["end", "middle"])
+def test_prompts_share_their_prefix_and_match_the_plain_tower_pass(position):
+    """Every prompt's first ``shared_prefix`` embeddings are identical (what makes the tower's
+    prefix cache exact), and the encoder's features and context gradient equal the plain pass."""
+    from stale.text.tower import TEST_SPEC, build_random_tower
+
+    enc = PromptedTextEncoder(build_random_tower(TEST_SPEC, seed=2),
+                              TextEncoderConfig(context_length=6, class_position=position)).train()
+    names = ["long jump", "a", "playing the guitar well"]
+    x, eos = enc.prompt_embeddings(names)
+    S = enc.shared_prefix
+    assert S == (7 if position == "end" else 4)
+    assert torch.equal(x[:, :S], x[:1, :S].expand_as(x[:, :S])) and not torch.equal(x[:, S], x[:1, S].expand_as(x[:, S]))
+    feats = enc(names)
+    feats.square().sum().backward()
+    g_shared = enc.ctx.grad.clone()
+    enc.zero_grad(set_to_none=True)
+    x, eos = enc.prompt_embeddings(names)
+    plain = enc.tower.encode_embeddings(x, eos, shared_prefix=0)
+    plain.square().sum().backward()
+    torch.testing.assert_close(feats.detach(), plain.detach(), rtol=1e-5, atol=1e-6)
+    # float32 summation order differs (the prefix's gradient is one sum over prompts)
+    torch.testing.assert_close(g_shared, enc.ctx.grad, rtol=1e-4, atol=1e-5 * float(g_shared.abs().max()))

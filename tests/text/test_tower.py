@@ -117,3 +117,56 @@ def test_text_config_switches_checkpointing():
                               TextEncoderConfig(context_length=2, grad_checkpointing=False))
     assert on.tower.grad_checkpointing and not off.tower.grad_checkpointing
     torch.testing.assert_close(on(["a", "b"]), off(["a", "b"]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_prefix_equals_the_plain_computation(monkeypatch, checkpointing):
+    """The prefix cache gives the plain path's features and the same gradients for everything
+    that produces the inputs (a shared prefix parameter, per-prompt rows, the tower)."""
+    import stale.text.tower as tower_mod
+
+    monkeypatch.setattr(tower_mod, "_CHECKPOINT_TOKENS", 10)   # 5 suffix positions: groups of 2
+    tower = build_random_tower(TEST_SPEC, seed=7).train()
+    tower.grad_checkpointing = checkpointing
+    gen = torch.Generator().manual_seed(1)
+    S, P, L = 4, 5, 9
+    prefix = torch.randn(S, TEST_SPEC.width, generator=gen).requires_grad_()
+    rows = torch.randn(P, L - S, TEST_SPEC.width, generator=gen).requires_grad_()
+    eos = torch.tensor([8, 4, 6, 8, 5])
+
+    def run(shared: int):
+        tower.zero_grad(set_to_none=True)
+        prefix.grad = rows.grad = None
+        x = torch.cat([prefix.expand(P, -1, -1), rows], dim=1)
+        out = tower.encode_embeddings(x, eos, shared_prefix=shared)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = {k: p.grad.clone() for k, p in tower.named_parameters() if p.grad is not None}
+        return out.detach(), prefix.grad.clone(), rows.grad.clone(), grads
+
+    out0, gp0, gr0, g0 = run(0)
+    out1, gp1, gr1, g1 = run(S)
+    torch.testing.assert_close(out1, out0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gp1, gp0, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(gr1, gr0, rtol=1e-4, atol=1e-6)
+    assert g0.keys() == g1.keys() and len(g0) > 4
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+    # a prefix that reaches an EOS (here: position 4 of prompt 1) is not shared: plain path
+    torch.testing.assert_close(tower.encode_embeddings(torch.cat([prefix.expand(P, -1, -1), rows], 1), eos,
+                                                       shared_prefix=S + 1).detach(), out0, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_does_less_token_work():
+    """The MLP of each block sees S + P * (L - S) positions instead of P * L."""
+    tower = build_random_tower(TEST_SPEC, seed=7).eval()
+    seen = []
+    blk = tower.transformer.resblocks[0]
+    handle = blk.mlp.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[:-1].numel()))
+    x = torch.randn(5, 9, TEST_SPEC.width)
+    x[:, :4] = x[:1, :4]
+    eos = torch.full((5,), 8)
+    with torch.no_grad():
+        tower.encode_embeddings(x, eos, shared_prefix=0)
+        tower.encode_embeddings(x, eos, shared_prefix=4)
+    handle.remove()
+    assert seen[0] == 5 * 9 and sum(seen[1:]) == 4 + 5 * 5

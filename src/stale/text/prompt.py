@@ -204,6 +204,13 @@ class PromptedTextEncoder(nn.Module):
         x = torch.where(is_bg.unsqueeze(-1), self.bg.to(x.dtype), x)
         return x, eos_pos
 
+    @property
+    def shared_prefix(self) -> int:
+        """Leading prompt positions that are the same for every class: ``[SOS]`` and the context
+        vectors before the name (the tower computes them once, see :mod:`stale.text.tower`)."""
+        n = self.ctx.shape[0]
+        return 1 + (n if self.cfg.class_position == "end" else n // 2)
+
     # ------------------------------------------------------------------ forward + cache
     def _state_key(self) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in self.parameters())
@@ -232,14 +239,14 @@ class PromptedTextEncoder(nn.Module):
             return self.bag_of_words(names)
         if self.training:
             x, eos_pos = self.prompt_embeddings(names)
-            return self.tower.encode_embeddings(x, eos_pos)
+            return self.tower.encode_embeddings(x, eos_pos, self.shared_prefix)
         key = self._state_key()
         hit = self._features.get(names)
         if hit is not None and hit[0] == key:
             return hit[1].clone()
         with torch.no_grad():
             x, eos_pos = self.prompt_embeddings(names)
-            feats = self.tower.encode_embeddings(x, eos_pos)
+            feats = self.tower.encode_embeddings(x, eos_pos, self.shared_prefix)
         self._features[names] = (key, feats)
         while len(self._features) > _CACHE_SIZE:
             self._features.popitem(last=False)

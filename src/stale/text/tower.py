@@ -19,6 +19,15 @@ is checkpointed per group of prompts (``_CHECKPOINT_TOKENS`` tokens; prompts nev
 so backward holds the block inputs plus one group's recomputed activations of one block:
 ViT-B/16 over 151 prompts of 59 tokens, forward + backward peak RSS 6.8 GB -> 1.9 GB, for one
 extra forward of the tower (about 20-25 % more text-tower time).
+
+Shared prefix (``shared_prefix = S``): learned prompts begin with the same ``S`` tokens for
+every class (``[SOS] ctx[0:h]``: 26 of the 59 positions at 50 context tokens, class in the
+middle; 51 with the class at the end). Under the causal mask those positions never see a class
+name, so their hidden states are identical for all prompts: they are computed once per block
+and each prompt's remaining positions attend to the prefix's keys and values (a prefix cache,
+as in autoregressive decoding). Same values up to float32 summation order, same gradients (the
+prefix's gradient is the sum over prompts); the tower's token work drops from ``P * L`` to
+``S + P * (L - S)`` positions (ViT-B/16, 151 prompts: 8,909 -> 5,009).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -103,18 +113,24 @@ class ClipTextTower(nn.Module):
     def embed_dim(self) -> int:
         return self.spec.embed_dim
 
-    def encode_embeddings(self, x: Tensor, eos_pos: Tensor) -> Tensor:
+    def encode_embeddings(self, x: Tensor, eos_pos: Tensor, shared_prefix: int = 0) -> Tensor:
         """Text features from input token embeddings.
 
         x: (P, L, width) embeddings of P prompts padded to a common length L <= context_length
         (anything after a prompt's EOS is ignored thanks to the causal mask);
         eos_pos: (P,) int64 position of each prompt's EOS token.
+        shared_prefix: S, the number of leading positions whose embeddings are the same in every
+        prompt (the caller guarantees it; only row 0's are read), all EOS positions >= S. With
+        S > 0 the prefix is computed once (module docstring); 0 = the plain computation.
         Returns (P, embed_dim): the EOS position after ``ln_final``, times ``text_projection``.
         """
         length = x.shape[1]
         if length > self.spec.context_length:
             raise StaleError(f"prompt of {length} tokens exceeds the text tower's context length "
                              f"{self.spec.context_length}")
+        S = int(shared_prefix)
+        if S > 0 and x.shape[0] > 1 and S < length and int(eos_pos.min()) >= S:
+            return self._encode_shared(x, eos_pos, S)
         x = x + self.positional_embedding[:length].to(x.dtype)
         causal = torch.full((length, length), float("-inf"), device=x.device, dtype=x.dtype).triu_(1)
         # open_clip's Transformer.forward is this loop over resblocks (batch_first=True); it is
@@ -133,9 +149,65 @@ class ClipTextTower(nn.Module):
         # ln_final is per token, so applying it after picking EOS is the same as before
         return self.ln_final(x) @ self.text_projection
 
+    def _encode_shared(self, x: Tensor, eos_pos: Tensor, S: int) -> Tensor:
+        """``encode_embeddings`` with the first ``S`` positions computed once: x (P, L, width)."""
+        length = x.shape[1]
+        pos = self.positional_embedding[:length].to(x.dtype)
+        pre = x[:1, :S] + pos[:S]          # (1, S, width)
+        suf = x[:, S:] + pos[S:]           # (P, L - S, width)
+        n = length - S
+        # suffix position i (absolute S + i) sees the whole prefix and suffix positions <= i
+        see = torch.ones(n, length, dtype=torch.bool, device=x.device)
+        see[:, S:] = torch.ones(n, n, dtype=torch.bool, device=x.device).tril_()
+        save_memory = self.grad_checkpointing and torch.is_grad_enabled()
+        group = max(1, _CHECKPOINT_TOKENS // n)
+        heads = self.spec.heads
+        for block in self.transformer.resblocks:
+            if save_memory:
+                outs = [checkpoint(_shared_block, block, heads, pre, part, see, use_reentrant=False)
+                        for part in suf.split(group)]
+                # every group recomputes the small prefix; its values are the same, keep one
+                pre = outs[0][0]
+                suf = torch.cat([o[1] for o in outs])
+            else:
+                pre, suf = _shared_block(block, heads, pre, suf, see)
+        x = suf[torch.arange(suf.shape[0], device=x.device), eos_pos - S]
+        return self.ln_final(x) @ self.text_projection
+
     def encode_token_ids(self, ids: Tensor, eos_pos: Tensor) -> Tensor:
         """Text features of token id sequences: ids (P, L) int64, eos_pos (P,) -> (P, embed_dim)."""
         return self.encode_embeddings(self.token_embedding(ids), eos_pos)
+
+
+def _shared_block(block: nn.Module, heads: int, pre: Tensor, suf: Tensor, see: Tensor) -> tuple[Tensor, Tensor]:
+    """One open_clip ``ResidualAttentionBlock`` (pre-LN, causal self-attention, MLP) on a shared
+    prefix ``pre`` (1, S, W) and the prompts' own positions ``suf`` (P, n, W); ``see`` (n, S + n)
+    bool says which positions each suffix position attends to. Returns the new (pre, suf)."""
+    attn = block.attn
+    P, n, W = suf.shape
+    S = pre.shape[1]
+    d = W // heads
+
+    def split_heads(t: Tensor) -> Tensor:   # (B, L, W) -> (B, heads, L, d)
+        return t.unflatten(-1, (heads, d)).transpose(1, 2)
+
+    q_p, k_p, v_p = (split_heads(t) for t in F.linear(block.ln_1(pre), attn.in_proj_weight,
+                                                       attn.in_proj_bias).chunk(3, dim=-1))
+    q_s, k_s, v_s = (split_heads(t) for t in F.linear(block.ln_1(suf), attn.in_proj_weight,
+                                                       attn.in_proj_bias).chunk(3, dim=-1))
+    o_p = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
+    k = torch.cat([k_p.expand(P, -1, -1, -1), k_s], dim=2)
+    v = torch.cat([v_p.expand(P, -1, -1, -1), v_s], dim=2)
+    o_s = F.scaled_dot_product_attention(q_s, k, v, attn_mask=see)
+
+    def merge(o: Tensor) -> Tensor:          # (B, heads, L, d) -> (B, L, W) through out_proj
+        return F.linear(o.transpose(1, 2).flatten(2), attn.out_proj.weight, attn.out_proj.bias)
+
+    pre = pre + block.ls_1(merge(o_p))
+    suf = suf + block.ls_1(merge(o_s))
+    pre = pre + block.ls_2(block.mlp(block.ln_2(pre)))
+    suf = suf + block.ls_2(block.mlp(block.ln_2(suf)))
+    return pre, suf
 
 
 def init_random_(tower: ClipTextTower, seed: int) -> ClipTextTower:
