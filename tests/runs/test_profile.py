@@ -124,3 +124,17 @@ def test_cli_without_out_prints_only(tiny_dataset, tiny_config, tmp_path, capsys
     # without --profile, --out is still required
     assert main(["train", str(tiny_config), *sets]) == 2
     assert "--out is required" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_profile_on_cuda_reports_device_time(tiny_dataset, tiny_config):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cfg = load_run_config(tiny_config, [*_overrides(tiny_dataset), "train.device=cuda"])
+    table = profile_training(cfg, steps=2)
+    assert "CUDA ms per step" in table and "cuda" in table.splitlines()[0]
+    rows = _rows(table)
+    assert rows["temporal encoder"][0] > 0 and rows[TEXT_BACKWARD][0] > 0, table
+    assert sum(pct for name, (_, pct, _) in rows.items() if name != OTHER) <= 100.0 + 1e-6

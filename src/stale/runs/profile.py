@@ -264,12 +264,19 @@ def summarise(events, steps: int, device: str) -> TrainingProfile:
     # backward nodes -> the box whose forward op created them
     text_scope = "stale::" + MODULE_ROWS["text_encoder"]
     text_passes: set[int] = set()       # the backward scopes that ran text tower nodes
+    engine_dev = 0.0                    # kernels of the engine's own thread (CUDA)
     for e in events:
-        if e.name.startswith(_EVALUATE) and e.sequence_nr >= 0 and not _has_ancestor(e, _EVALUATE):
-            if forward_scope.get((e.fwd_thread, e.sequence_nr)) == text_scope:
+        if e.name.startswith(_EVALUATE) and not _has_ancestor(e, _EVALUATE):
+            outside = _ancestor_id(e, SCOPE_BACKWARD) == -1
+            if outside:
+                # on CUDA the autograd engine runs on its own thread, outside the trainer's scopes
+                engine_dev += e.device_time_total
+            if e.sequence_nr >= 0 and forward_scope.get((e.fwd_thread, e.sequence_nr)) == text_scope:
                 add(TEXT_BACKWARD, e.device_time_total, e.cpu_time_total, 0)
                 text_passes.add(_ancestor_id(e, SCOPE_BACKWARD))
     back = per.pop(SCOPE_BACKWARD, [0.0, 0.0, 0])
+    back[0] += engine_dev
+    step_dev += engine_dev
     text_back = per.get(TEXT_BACKWARD, [0.0, 0.0, 0])
     if TEXT_BACKWARD in per:
         # on CUDA the engine's thread has no parent scope: one pass per step, as the trainer runs it
