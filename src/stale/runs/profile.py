@@ -342,9 +342,12 @@ def profile_training(cfg: StaleConfig, steps: int = 2, out: str | Path | None = 
         _step(trainer, batches, params, "in the profiler's warm-up step", device)
         warm_s = time.perf_counter() - t0
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with _ForwardScopes(model), profile(activities=activities) as prof:
-            for i in range(steps):
-                _step(trainer, batches, params, f"in profiled step {i + 1}", device)
+        try:
+            with _ForwardScopes(model), profile(activities=activities) as prof:
+                for i in range(steps):
+                    _step(trainer, batches, params, f"in profiled step {i + 1}", device)
+        finally:
+            batches.close()   # ends the loader (and its worker processes, if any)
         result = summarise(prof.events(), steps, str(device))
     result.facts = {"batch": cfg.train.batch_size, "micro-batch": cfg.train.micro_batch or "whole",
                     "classes": len(data.classes), "snippets": cfg.data.num_snippets,
