@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/bench_evaluation.py [--cases activitynet thumos14] [--repeat 3] [--seed 0]
+    python benchmarks/bench_evaluation.py [--cases activitynet thumos14] [--repeat 3] [--seed 0] [--json OUT]
 
 For each case it writes a seeded synthetic ground-truth and prediction file, then runs a fresh
 child process that (1) times ``evaluate_files`` (JSON load + evaluation), (2) times
 ``evaluate_detection`` on the already loaded dicts (best of ``--repeat``), (3) measures the
 tracemalloc peak of one evaluation and (4) reports its own peak RSS (``ru_maxrss``: the whole
-process, loaded JSON included). It prints a Markdown table. Numbers are for synthetic data.
+process, loaded JSON included). It prints a Markdown table (and with ``--json OUT`` writes the
+rows, seed, CPU count and numpy version to OUT). Numbers are for synthetic data.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write the raw rows to this file")
     ap.add_argument("--child", nargs=2, metavar=("CASE", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -134,6 +136,9 @@ def main() -> None:
         print(f"| {r['case']} | {r['videos']} | {r['classes']} | {r['predictions']} | "
               f"{r['thresholds']} | {r['eval_s']:.3f} | {r['load_eval_s']:.3f} | "
               f"{r['traced_peak_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['average_mAP']:.4f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seed": args.seed, "cpus": os.cpu_count(),
+                                               "numpy": np.__version__, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

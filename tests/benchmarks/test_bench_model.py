@@ -76,3 +76,16 @@ def test_cuda_rows_are_derived_into_activitynet_epoch_times(bench):
                                         "cores": 2, "load_avg": None, "gpu": "H100"})
     assert "| 2048 |" in table
     assert "24.0 s; 15 epochs 6.0 min" in table   # 100 x 0.24 s; 1500 x 0.24 s = 6 min
+
+
+def test_predict_batch_and_derived_epoch_times(bench):
+    cases = bench.paper_cases(quick=True, predict_batch=1)
+    infer = [c for c in cases if c.kind == "infer"]
+    assert len(infer) == 1 and infer[0].batch == 1 and infer[0].name == "predict, batch 1"
+    assert all(c.batch == 8 for c in cases if c.kind == "train")
+    assert [c.batch for c in bench.paper_cases() if c.kind == "infer"] == [100]
+    train = {"case": bench.asdict(cases[0]), "value": 80.0, "unit": "ms/step"}
+    d = bench.derived(train)
+    assert d["activitynet_epoch_s"] == pytest.approx(8.0)          # 100 steps x 0.08 s
+    assert d["activitynet_15_epochs_s"] == pytest.approx(120.0)    # 1500 steps x 0.08 s
+    assert bench.derived({"case": bench.asdict(infer[0]), "value": 5.0, "unit": "videos/s"}) == {}

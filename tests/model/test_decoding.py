@@ -295,6 +295,7 @@ def test_bad_inputs_raise_stale_error():
         det.to_lists(["a", "b", "c"])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     g = torch.Generator().manual_seed(0)

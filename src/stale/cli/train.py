@@ -1,11 +1,14 @@
-"""``stale train CONFIG [--set key=value ...] --out RUN_DIR [--resume | --overwrite]``."""
+"""``stale train CONFIG [--set key=value ...] --out RUN_DIR [--resume | --overwrite]`` and
+``stale train CONFIG --profile [--profile-steps N] [--out DIR [--overwrite]]``."""
 
 HELP = "train STALE on the seen classes (or all classes) of a config"
 
 
 def add_arguments(parser):
     parser.add_argument("config", help="YAML run config, or the name of a shipped one (stale config list)")
-    parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    parser.add_argument("--out", default=None,
+                        help="run folder for checkpoints and logs (required unless --profile; with "
+                             "--profile: where profile.md and profile_trace.json are written)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -14,7 +17,10 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)")
     parser.add_argument("--profile", action="store_true",
-                        help="profile the first training steps (torch profiler) and print a per-module table")
+                        help="profile one warm-up and N training steps (torch profiler) and print a "
+                             "per-module table; trains nothing, writes nothing without --out")
+    parser.add_argument("--profile-steps", type=int, default=2, metavar="N",
+                        help="measured steps of --profile after the warm-up step (default 2)")
 
 
 #: TextEncoderConfig.arch's default, for the pre-flight check before torch is imported (tested equal)
@@ -41,6 +47,14 @@ def preflight(config: str, overrides: list[str]) -> None:
 
 
 def run(args):
+    from stale.core.errors import StaleError
+
+    if args.out is None and not args.profile:
+        raise StaleError("--out is required (the run folder), unless --profile")
+    if args.profile and args.resume:
+        raise StaleError("--profile and --resume do not go together: a profile starts from a fresh model")
+    if args.profile and args.profile_steps < 1:
+        raise StaleError(f"--profile-steps must be >= 1, got {args.profile_steps}")
     extra = []
     if args.threads is not None:
         extra.append(f"train.threads={args.threads}")
@@ -55,7 +69,7 @@ def run(args):
     if args.profile:
         from stale.runs.profile import profile_training
 
-        print(profile_training(cfg))
+        print(profile_training(cfg, args.profile_steps, args.out, args.overwrite), end="")
         return 0
     run_training(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0

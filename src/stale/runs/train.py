@@ -29,7 +29,7 @@ from stale.runs.assemble import (TrainingData, absolute_paths, assemble_training
                                  make_dataset, num_workers, record_inputs)
 from stale.runs.detectors import build_trainable, text_tower
 from stale.runs.config import StaleConfig
-from stale.training.distributed import init_distributed, shutdown_distributed
+from stale.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from stale.training.runtime import resolve_device, seed_everything, set_threads
 
 log = get_logger("train")
@@ -112,22 +112,13 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes])
             if cfg.method in ("clip_detector", "linear_probe"):
                 return _fit_without_trainer(cfg, data, out_dir, runlog)
-            model, loss_fn = build_trainable(cfg)
-            model = model.to(device)
+            trainer = build_trainer(cfg, data, device, out_dir, dist)
+            model, extra = trainer.module, trainer.checkpoint_extra
             log.info("protocol %s: %d training classes, %d test classes; %d training videos, %d held "
                      "out%s; device %s, %d threads", data.protocol.name, len(data.classes),
                      len(data.protocol.test_classes), len(data.fit_videos), len(data.val_videos),
                      f", {len(data.selection_videos)} for pseudo-unseen selection" if data.selection_videos else "",
                      device, threads)
-            extra = _checkpoint_extra(cfg, data)
-            if cfg.method != "stale":
-                from stale.runs.detectors import tower_fingerprint
-
-                extra["text_tower"] = tower_fingerprint(text_tower(cfg))
-            from stale.training.trainer import Trainer
-
-            trainer = Trainer(model, loss_fn, cfg.train, data.classes, out_dir, extra,
-                              device, dist, _selection(cfg, data, device), num_workers(cfg, device.type))
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
                 trainer.resume(out_dir / "last.pt")
@@ -150,6 +141,25 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             return history[-1] if history else {}
         finally:
             shutdown_distributed()
+
+
+def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, out_dir: Path,
+                  dist: DistInfo | None = None):
+    """The run's model and loss (on ``device``) inside its :class:`~stale.training.trainer.Trainer`,
+    with the checkpoint records and model selection of ``train.select``: what ``stale train``
+    trains and ``stale train --profile`` measures (methods trained by the trainer only)."""
+    from stale.training.trainer import Trainer
+
+    model, loss_fn = build_trainable(cfg)
+    model = model.to(device)
+    extra = _checkpoint_extra(cfg, data)
+    if cfg.method != "stale":
+        from stale.runs.detectors import tower_fingerprint
+
+        extra["text_tower"] = tower_fingerprint(text_tower(cfg))
+    dist = dist if dist is not None else DistInfo()
+    return Trainer(model, loss_fn, cfg.train, data.classes, out_dir, extra,
+                   device, dist, _selection(cfg, data, device), num_workers(cfg, device.type))
 
 
 def _checkpoint_extra(cfg: StaleConfig, data: TrainingData) -> dict:

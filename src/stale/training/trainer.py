@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_text
@@ -41,6 +42,14 @@ from stale.training.distributed import DistInfo, all_reduce_mean, barrier
 from stale.training.runtime import rng_state, set_rng_state
 
 log = get_logger("train")
+
+#: ``torch.profiler.record_function`` scopes of a training step (``stale train --profile``);
+#: outside a profiler a scope costs a few microseconds
+SCOPE_LOSSES = "stale::losses"
+SCOPE_BACKWARD = "stale::backward"
+SCOPE_CLIP = "stale::gradient clipping"
+SCOPE_STEP = "stale::optimiser step"
+SCOPE_ZERO = "stale::gradient zeroing"
 
 # settings a resumed run may change: more epochs, the progress bar, threads, and the memory-only
 # ones (micro-batching and checkpointing change how gradients are computed, not their value)
@@ -189,7 +198,8 @@ class Trainer:
             gt_fg = targets.fg_mask if targets is not None else None
             out = self.model(batch.features, self.class_names, gt_fg=gt_fg, text=text)
         out = out.float()
-        return self.loss_fn(out, targets), out
+        with record_function(SCOPE_LOSSES):
+            return self.loss_fn(out, targets), out
 
     @staticmethod
     def _stats(out, targets) -> dict[str, float]:
@@ -221,7 +231,8 @@ class Trainer:
         included -- is the one synchronised pass. Each micro-batch loss is weighted by its share
         of the batch: with per-video-mean losses the sum is exactly the full-batch loss.
         """
-        self.optimizer.zero_grad(set_to_none=True)
+        with record_function(SCOPE_ZERO):
+            self.optimizer.zero_grad(set_to_none=True)
         n = len(batch)
         size = min(self.cfg.micro_batch or n, n)
         text = leaf = None
@@ -246,11 +257,29 @@ class Trainer:
                 weighted = total * share
                 if last and leaf is not None and leaf.grad is not None:
                     weighted = weighted + (text * leaf.grad).sum()
-                weighted.backward()
+                with record_function(SCOPE_BACKWARD):
+                    weighted.backward()
             values = {**losses.values(), **self._stats(out, chunk.targets)}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v * share
         return sums
+
+    def update(self, params: Sequence[torch.Tensor], where: str) -> float:
+        """The optimiser half of a step, after :meth:`train_step`: clip the gradients of
+        ``params`` (``train.grad_clip``), take the Adam step, free the gradients. Returns the
+        gradient norm before clipping; a non-finite one stops training."""
+        with record_function(SCOPE_CLIP):
+            max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(grad_norm):
+            raise StaleError(f"training diverged {where}: the gradient norm is {grad_norm}; "
+                             f"lower train.lr (now {self.cfg.lr}) or check the features")
+        with record_function(SCOPE_STEP):
+            self.optimizer.step()
+        with record_function(SCOPE_ZERO):
+            # free the gradients now rather than during the next forward (peak memory)
+            self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
 
     def _loader(self, data: VideoFeatureDataset, order, batch_size: int):
         pin = self.device.type == "cuda"
@@ -271,15 +300,7 @@ class Trainer:
         for step, batch in enumerate(bar):
             where = f"at epoch {epoch + 1}, step {step + 1}"
             values = self.train_step(batch, where)
-            max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            if not math.isfinite(grad_norm):
-                raise StaleError(f"training diverged {where}: the gradient norm is {grad_norm}; "
-                                 f"lower train.lr (now {self.cfg.lr}) or check the features")
-            self.optimizer.step()
-            # free the gradients now rather than during the next forward (peak memory)
-            self.optimizer.zero_grad(set_to_none=True)
-            values["grad_norm"] = grad_norm
+            values["grad_norm"] = self.update(params, where)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             self.steps.append({"epoch": epoch + 1, "step": step + 1,
