@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict-batch", type=int, default=None, metavar="N",
                    help="videos per inference call of the predict case (default: the training batch, "
                         "100; 8 with --quick)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on the CPU too: train.cpu_amp=true, inference.precision=bf16 "
+                        "(on CUDA bf16 autocast is the default anyway)")
     p.add_argument("--json", default=None,
                    help="also write the raw results to this file (with the derived ActivityNet "
                         "epoch times of the training cases)")
@@ -387,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in paper_cases(args.device, args.threads, args.steps, args.quick, args.arch,
                                     args.micro_batch, not args.no_checkpointing, args.predict_batch)
              if args.only is None or c.kind == args.only]
+    if args.bf16:
+        for c in cases:
+            c.overrides += ["train.cpu_amp=true", "inference.precision=bf16"]
+            c.name += " (bf16)"
     results = run_cases(cases, isolate=True, say=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_table(results, environment())
     print(table)

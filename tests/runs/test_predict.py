@@ -159,3 +159,35 @@ def test_ground_truth_mask_runs_predict(tiny_dataset, tiny_config, tmp_path, run
     assert forced.detector.needs_targets and not load_run(run_dir, CPU).detector.needs_targets
     out = run_prediction(forced, tmp_path / "q.json", subset="validation")
     assert sum(len(v) for v in out["results"].values()) > 0
+
+
+def test_bf16_precision_runs_autocast_and_stays_close_to_fp32(run_dir, tiny_dataset, monkeypatch):
+    """``inference.precision=bf16`` runs the network under bf16 autocast on the CPU and gives
+    nearly the fp32 detections (scores within bf16's ~1e-2); ``fp32`` never autocasts."""
+    ann = load_annotations(tiny_dataset / "annotations.json")
+    videos = list(ann.subset("validation"))
+    seen = []
+    real = torch.autocast
+
+    def spy(*a, **k):
+        seen.append(bool(k.get("enabled", True)))
+        return real(*a, **k)
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        run = load_run(run_dir, CPU, overrides=[f"inference.precision={precision}"])
+        ds = make_dataset(videos, feature_store(run.cfg, str(tiny_dataset / "features")), run.cfg)
+        seen.clear()
+        monkeypatch.setattr(torch, "autocast", spy)
+        runs[precision] = detect_dataset(run.detector, ds, run.classes["test"], 32, CPU)
+        monkeypatch.setattr(torch, "autocast", real)
+        assert seen and all(s == (precision == "bf16") for s in seen)
+    a, b = runs["fp32"], runs["bf16"]
+    assert a.keys() == b.keys()
+    # a candidate right at theta_c may appear in one precision only: compare where both detect
+    both = [v for v in a if a[v] and b[v]]
+    assert len(both) >= 0.8 * max(sum(bool(a[v]) for v in a), 1) and both
+    top_a = [a[v][0]["score"] for v in both]
+    top_b = [b[v][0]["score"] for v in both]
+    assert top_b == pytest.approx(top_a, rel=5e-2, abs=1e-2)
+    assert top_a != top_b   # it really ran in another precision

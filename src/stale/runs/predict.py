@@ -61,9 +61,11 @@ class StaleDetector:
                              "annotated test videos (their foreground is the mask)")
         device = features.device
         self.model.eval()
-        use_amp = self.cfg.train.amp and device.type == "cuda"
+        precision = self.cfg.inference.precision
+        use_amp = precision == "bf16" or (precision == "auto" and self.cfg.train.amp and device.type == "cuda")
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
+        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
         return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
 
 

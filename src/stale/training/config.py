@@ -41,7 +41,10 @@ class TrainConfig:
         the held-out videos; never the real unseen classes), or ``last`` (the last epoch).
     select_retrain: with ``pseudo_unseen``: after choosing the epoch, train again on all seen
         classes for that many epochs (the final model then knows every seen class).
-    amp: bf16 autocast on CUDA (ignored on the CPU).
+    amp: bf16 autocast on CUDA (on the CPU only with ``cpu_amp``).
+    cpu_amp: bf16 autocast on the CPU too (off by default: float32 keeps CPU runs bit-exact
+        with earlier ones; on CPUs with native bf16 -- AVX512-BF16 / AMX -- it is several times
+        faster, docs/benchmarks.md). Master weights, optimiser and losses stay float32.
     device: auto | cpu | cuda | cuda:N.
     threads: torch intra-op threads (None: torch's default, or OMP_NUM_THREADS).
     progress: progress bars (drawn only on a terminal in any case).
@@ -60,6 +63,7 @@ class TrainConfig:
     pseudo_unseen_fraction: float = 0.25
     select_retrain: bool = False
     amp: bool = True
+    cpu_amp: bool = False
     device: str = "auto"
     threads: int | None = None
     progress: bool = True

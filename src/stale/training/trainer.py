@@ -189,7 +189,7 @@ class Trainer:
 
     # -- steps -----------------------------------------------------------------------------
     def _autocast(self):
-        use_amp = self.cfg.amp and self.device.type == "cuda"
+        use_amp = self.cfg.amp and (self.device.type == "cuda" or self.cfg.cpu_amp)
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp)
 
     def _forward_loss(self, batch: Batch, text: torch.Tensor | None = None):
