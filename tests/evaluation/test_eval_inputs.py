@@ -104,3 +104,17 @@ def test_evaluate_files_names_the_file(tmp_path):
     p.write_text(json.dumps({"results": {"a": [det(score=None)]}}))
     with pytest.raises(StaleError, match=r"pred\.json: video 'a': detection \[0\]\.score"):
         evaluate_files(g, p, "validation", "0.5")
+
+
+def test_fast_json_path_reads_the_same_values_as_the_standard_library(tmp_path):
+    """orjson (the fast path) and json give identical objects, floats bit for bit."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    res = {f"v{i}": [{"label": f"c{j}", "score": float(rng.random()), "segment": [float(a), float(a + b)]}
+                     for j, (a, b) in enumerate(rng.random((20, 2)) * 100)] for i in range(30)}
+    res["v0"][0]["score"] = 1e-320          # subnormal
+    res["v0"][1]["segment"] = [0, 7]       # integers stay integers
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"results": res}, separators=(",", ":")))
+    assert load_json_file(path) == json.loads(path.read_text())
