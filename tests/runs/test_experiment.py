@@ -160,3 +160,60 @@ def test_cells_can_train_with_ddp_through_torchrun(tmp_path):
     assert (cell / "cell_config.yaml").is_file() and (cell / "best.pt").is_file()
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["cells_done"] == 1
+
+
+def test_names_holding_commas_are_matched_whole():
+    from stale.runs.experiment import split_names
+
+    known = ["STALE", "STALE, 15 epochs", "control (STALE, permuted names)", "linear probe"]
+    assert split_names("STALE, 15 epochs,control (STALE, permuted names),STALE", known) == [
+        "STALE, 15 epochs", "control (STALE, permuted names)", "STALE"]
+    assert split_names("STALE,linear probe", known) == ["STALE", "linear probe"]
+    assert split_names("STALE,nope", known) == ["STALE", "nope"]   # unknown names are kept, then refused
+    assert split_names(["a", " b "], known) == ["a", "b"]
+
+
+def test_settings_and_variants_subsets_choose_the_cells(tmp_path):
+    """--settings / --variants keep only the named cells (names with commas included); an
+    unknown setting is one clear error before anything runs."""
+    from stale.runs.experiment import run_experiment
+
+    spec = dict(SPEC, splits=[0], settings={"75/25": ["protocol.setting=75"], "50/50": ["protocol.setting=50"]},
+                variants={"STALE": [], "STALE, tiny": ["model.width=32"], "control (STALE, permuted)": {"control_of": "STALE"}})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(StaleError, match="--settings: no setting '25/75'"):
+        run_experiment(path, tmp_path / "bad", settings="25/75")
+    assert not (tmp_path / "bad").exists()
+    import stale.runs.experiment as ex
+
+    ran = []
+    real = ex._launch
+    ex._launch = lambda spec_map, root, cells, *a, **k: ran.extend(cells)
+    try:
+        run_experiment(path, tmp_path / "out", settings="50/50", variants="STALE, tiny,control (STALE, permuted)")
+    finally:
+        ex._launch = real
+    # the control needs the STALE cells it reuses; 75/25 is left out
+    assert sorted((c.variant, c.setting) for c in ran) == [
+        ("STALE", "50/50"), ("STALE, tiny", "50/50"), ("control (STALE, permuted)", "50/50")]
+
+
+def test_a_second_invocation_adds_to_the_folder_spec(tmp_path):
+    """Two subsets run into one folder: its experiment.json spec is the union, so summarize
+    tabulates both."""
+    from stale.runs.experiment import run_experiment
+    import stale.runs.experiment as ex
+
+    spec = dict(SPEC, splits=[0, 1], variants={"A": [], "B": ["model.width=32"]})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    real = ex._launch
+    ex._launch = lambda *a, **k: None
+    try:
+        run_experiment(path, tmp_path / "out", variants="A", splits=[0])
+        run_experiment(path, tmp_path / "out", variants="B", splits=[1])
+    finally:
+        ex._launch = real
+    meta = json.loads((tmp_path / "out" / "experiment.json").read_text())
+    assert list(meta["spec"]["variants"]) == ["A", "B"] and meta["spec"]["splits"] == [0, 1]

@@ -537,7 +537,10 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     for c in cells:
         load_run_config(base_of(spec, c), cell_overrides(spec, c, root / "data", list(overrides)))
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, {"format": SPEC_FORMAT, "spec": spec_map, "overrides": list(overrides),
+    # an earlier invocation into this folder may have run other subsets: the folder's spec is
+    # the union, so results.md tabulates every cell it holds
+    marker_spec = _merge_specs(read_json(marker)["spec"], spec_map) if marker.is_file() else spec_map
+    atomic_write_json(marker, {"format": SPEC_FORMAT, "spec": marker_spec, "overrides": list(overrides),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     prepare_data(spec, root / "data")
     todo = [c for c in cells if not _finished(c.folder(root))]
@@ -549,6 +552,17 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
         if batch:
             _launch(spec_map, root, batch, list(overrides), jobs, launcher, slurm or {})
     return summarize(root)
+
+
+def _merge_specs(old: dict, new: dict) -> dict:
+    """The spec mapping of a folder filled by several invocations: datasets, settings, variants
+    (earlier ones first), splits and seeds of both; everything else from ``new``."""
+    out = dict(new)
+    for key in ("datasets", "settings", "variants"):
+        out[key] = {**(old.get(key) or {}), **(new.get(key) or {})}
+    for key in ("splits", "seeds"):
+        out[key] = sorted(set(old.get(key) or []) | set(new.get(key) or []))
+    return out
 
 
 def _spec_mapping(spec: Spec) -> dict:
