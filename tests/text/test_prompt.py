@@ -219,3 +219,6 @@ def test_prompts_share_their_prefix_and_match_the_plain_tower_pass(position):
     torch.testing.assert_close(feats.detach(), plain.detach(), rtol=1e-5, atol=1e-6)
     # float32 summation order differs (the prefix's gradient is one sum over prompts)
     torch.testing.assert_close(g_shared, enc.ctx.grad, rtol=1e-4, atol=1e-5 * float(g_shared.abs().max()))
+    off = PromptedTextEncoder(build_random_tower(TEST_SPEC, seed=2),
+                              TextEncoderConfig(context_length=6, class_position=position, share_prefix=False))
+    assert off.shared_prefix == 0

@@ -54,7 +54,7 @@ SCOPE_ZERO = "stale::gradient zeroing"
 # settings a resumed run may change: more epochs, the progress bar, threads, and the memory-only
 # ones (micro-batching and checkpointing change how gradients are computed, not their value)
 _RESUME_MAY_CHANGE = {"train": ("epochs", "progress", "micro_batch", "threads", "device"),
-                      "text": ("grad_checkpointing", "weights", "cache_dir"),
+                      "text": ("grad_checkpointing", "share_prefix", "weights", "cache_dir"),
                       "data": ("annotations", "features", "num_workers", "cache_mb")}
 
 
