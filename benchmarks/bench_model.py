@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict-batch", type=int, default=None, metavar="N",
                    help="videos per inference call of the predict case (default: the training batch, "
                         "100; 8 with --quick)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every case (e.g. text.share_prefix=false), repeatable")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast on the CPU too: train.cpu_amp=true, inference.precision=bf16 "
                         "(on CUDA bf16 autocast is the default anyway)")
@@ -390,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in paper_cases(args.device, args.threads, args.steps, args.quick, args.arch,
                                     args.micro_batch, not args.no_checkpointing, args.predict_batch)
              if args.only is None or c.kind == args.only]
+    for c in cases:
+        c.overrides += list(args.overrides)
+    if args.overrides:
+        for c in cases:
+            c.name += " [" + ", ".join(args.overrides) + "]"
     if args.bf16:
         for c in cases:
             c.overrides += ["train.cpu_amp=true", "inference.precision=bf16"]

@@ -70,3 +70,27 @@ def test_stale_temp_cleanup_can_be_limited_to_given_names(tmp_path):
     assert remove_stale_temp_files(tmp_path, names=["p.json"]) == 1
     assert not ours.exists() and theirs.exists() and live.exists()
     assert remove_stale_temp_files(tmp_path) == 1 and not theirs.exists() and live.exists()
+
+
+def test_paused_gc_restores_the_collector_even_on_error():
+    import gc
+
+    from stale.core.io import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with paused_gc():
+            raise KeyError("x")
+    except KeyError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()   # a collector the caller had off stays off
+    finally:
+        gc.enable()

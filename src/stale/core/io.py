@@ -15,6 +15,8 @@ one-line :class:`StaleError` naming the file.
 from __future__ import annotations
 
 import contextlib
+import gc
+from contextlib import contextmanager
 import json
 import math
 import os
@@ -182,8 +184,30 @@ def atomic_save_npy(path: str | os.PathLike, array) -> None:
     atomic_save(path, save)
 
 
+@contextmanager
+def paused_gc():
+    """Python's cyclic garbage collector off for the block (restored after, even on error).
+
+    Parsing a large JSON file creates millions of containers; every few hundred allocations the
+    collector then re-scans all of them, which made up ~80 % of parsing a 32 MB ActivityNet
+    result file (orjson: 1.4 s with the collector, 0.2-0.3 s without). Parsed JSON holds no
+    reference cycles, so nothing is left for the collector to find."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def parse_json_bytes(data: bytes, source: str) -> Any:
     """Parse JSON ``data``; a problem is a StaleError naming ``source``."""
+    with paused_gc():
+        return _parse_json_bytes(data, source)
+
+
+def _parse_json_bytes(data: bytes, source: str) -> Any:
     if _orjson is not None:
         try:
             return _orjson.loads(data)

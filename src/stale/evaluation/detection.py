@@ -182,12 +182,16 @@ def evaluate_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike,
                    subset: str = "validation",
                    tiou_thresholds: str | Sequence[float] = "activitynet",
                    blocked_path: str | os.PathLike | None = None) -> DetectionResult:
-    """``evaluate_detection`` on JSON files (errors name the files)."""
+    """``evaluate_detection`` on JSON files (errors name the files). The garbage collector is
+    paused meanwhile: the parsed files are millions of acyclic objects it would re-scan."""
+    from stale.core.io import paused_gc
+
     blocked = load_blocked(blocked_path) if blocked_path is not None else ()
     thresholds = resolve_tiou_thresholds(tiou_thresholds)
-    return evaluate_detection(load_json_file(gt_path), load_json_file(pred_path), subset,
-                              thresholds, blocked, gt_source=str(gt_path),
-                              pred_source=str(pred_path))
+    with paused_gc():
+        return evaluate_detection(load_json_file(gt_path), load_json_file(pred_path), subset,
+                                  thresholds, blocked, gt_source=str(gt_path),
+                                  pred_source=str(pred_path))
 
 
 def _evaluate_arrays(gt: GroundTruth, pred: Predictions, subset: str, thresholds: np.ndarray,
