@@ -140,7 +140,8 @@ def test_spec_validation_and_ranges(tmp_path):
     spec = load_spec("table1")
     select_datasets(spec, None)
     assert {d.name for d in spec.datasets} == {"aligned", "nonaligned"}
-    assert len(cells_of(spec)) == 6 * 2 * 2 * 10
+    # CLIP training-free runs on the CLIP-feature dataset only (20 cells fewer)
+    assert len(cells_of(spec)) == 6 * 2 * 2 * 10 - 2 * 10
     # a typo in an override fails before any cell runs or anything is written
     bad = dict(SPEC, variants={"STALE": ["model.masking.kindd=none"]})
     p = tmp_path / "bad.yaml"
@@ -217,3 +218,17 @@ def test_a_second_invocation_adds_to_the_folder_spec(tmp_path):
         ex._launch = real
     meta = json.loads((tmp_path / "out" / "experiment.json").read_text())
     assert list(meta["spec"]["variants"]) == ["A", "B"] and meta["spec"]["splits"] == [0, 1]
+
+
+def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
+    spec = dict(SPEC, datasets={"a": {"synth": {"preset": "aligned"}}, "b": {"synth": {"preset": "nonaligned"}}},
+                variants={"STALE": [], "clip": {"overrides": ["method=clip_detector"], "datasets": ["a"]},
+                          "control": {"control_of": "clip"}})
+    s = load_spec(spec)
+    got = sorted((c.variant, c.dataset) for c in cells_of(s, None) if c.split == 0)
+    assert got == [("STALE", "a"), ("STALE", "b"), ("clip", "a"), ("control", "a")]
+    with pytest.raises(StaleError, match="variants.clip.datasets: no dataset 'c'"):
+        load_spec(dict(spec, variants={"clip": {"overrides": [], "datasets": ["c"]}}))
+    for name in ("transfer", "table1"):   # the shipped specs never run CLIP on non-CLIP features
+        assert not [c for c in cells_of(load_spec(name)) if c.variant == "CLIP training-free"
+                    and c.dataset == "nonaligned"]

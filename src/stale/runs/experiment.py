@@ -57,6 +57,9 @@ class Variant:
     predict: list[str] = field(default_factory=list)
     permute_names: bool = False
     description: str = ""
+    #: datasets this variant applies to (empty: all); e.g. the training-free CLIP detector
+    #: only where features live in CLIP's space
+    datasets: list[str] = field(default_factory=list)
 
     @property
     def trains(self) -> bool:
@@ -217,20 +220,26 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
         if isinstance(v, list) or v is None:
             variants.append(Variant(str(name), _str_list(v, f"{where}: variants.{name}")))
         elif isinstance(v, dict):
-            bad = sorted(set(v) - {"overrides", CONTROL_KEY, "reuse", "predict", "permute_names", "description"})
+            bad = sorted(set(v) - {"overrides", CONTROL_KEY, "reuse", "predict", "permute_names", "description",
+                                   "datasets"})
             if bad:
                 raise StaleError(f"{where}: variants.{name}: unknown key(s) {', '.join(bad)}")
             reuse = v.get("reuse", v.get(CONTROL_KEY))
             variants.append(Variant(str(name), _str_list(v.get("overrides"), f"{where}: variants.{name}"),
                                     reuse, _str_list(v.get("predict"), f"{where}: variants.{name}.predict"),
                                     bool(v.get("permute_names", CONTROL_KEY in v)),
-                                    str(v.get("description", ""))))
+                                    str(v.get("description", "")),
+                                    _str_list(v.get("datasets"), f"{where}: variants.{name}.datasets")))
         else:
             raise StaleError(f"{where}: variants.{name}: expected a list of overrides or a mapping")
     if not variants:
         raise StaleError(f"{where}: no variants")
     by_name = {v.name: v for v in variants}
+    known_ds = {d.name for d in datasets}
     for v in variants:
+        unknown = [d for d in v.datasets if d not in known_ds]
+        if unknown:
+            raise StaleError(f"{where}: variants.{v.name}.datasets: no dataset {unknown[0]!r} in the spec")
         if v.reuse is not None:
             if v.reuse not in by_name or v.reuse == v.name or not by_name[v.reuse].trains:
                 raise StaleError(f"{where}: variants.{v.name}: reuse {v.reuse!r} is not another trained variant")
@@ -291,7 +300,11 @@ def cells_of(spec: Spec, variants: Sequence[str] | None = None) -> list[Cell]:
                 chosen.insert(0, spec.variant(v.reuse))
     # trained variants first, reusing ones last
     chosen.sort(key=lambda v: not v.trains)
-    return [Cell(v.name, d.name, s, sp, seed) for v in chosen for d in spec.datasets
+    def applies(v: Variant, d: Dataset) -> bool:
+        only = v.datasets or (spec.variant(v.reuse).datasets if v.reuse else [])
+        return not only or d.name in only
+
+    return [Cell(v.name, d.name, s, sp, seed) for v in chosen for d in spec.datasets if applies(v, d)
             for s in spec.settings for sp in spec.splits for seed in spec.seeds]
 
 
@@ -572,7 +585,8 @@ def _spec_mapping(spec: Spec) -> dict:
             "settings": spec.settings, "splits": spec.splits, "seeds": spec.seeds,
             "variants": {v.name: ({"reuse": v.reuse, "predict": v.predict, "permute_names": v.permute_names,
                                    "description": v.description} if v.reuse else
-                                  {"overrides": v.overrides, "description": v.description})
+                                  {"overrides": v.overrides, "description": v.description,
+                                   "datasets": v.datasets})
                          for v in spec.variants},
             "paper": spec.paper, "paper_source": spec.paper_source, "notes": spec.notes}
 
