@@ -140,8 +140,8 @@ def test_spec_validation_and_ranges(tmp_path):
     spec = load_spec("table1")
     select_datasets(spec, None)
     assert {d.name for d in spec.datasets} == {"aligned", "nonaligned"}
-    # CLIP training-free runs on the CLIP-feature dataset only (20 cells fewer)
-    assert len(cells_of(spec)) == 6 * 2 * 2 * 10 - 2 * 10
+    # CLIP training-free and B-I run on the CLIP-feature dataset only (2 x 20 cells fewer)
+    assert len(cells_of(spec)) == 6 * 2 * 2 * 10 - 2 * 2 * 10
     # a typo in an override fails before any cell runs or anything is written
     bad = dict(SPEC, variants={"STALE": ["model.masking.kindd=none"]})
     p = tmp_path / "bad.yaml"
@@ -229,6 +229,6 @@ def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
     assert got == [("STALE", "a"), ("STALE", "b"), ("clip", "a"), ("control", "a")]
     with pytest.raises(StaleError, match="variants.clip.datasets: no dataset 'c'"):
         load_spec(dict(spec, variants={"clip": {"overrides": [], "datasets": ["c"]}}))
-    for name in ("transfer", "table1"):   # the shipped specs never run CLIP on non-CLIP features
-        assert not [c for c in cells_of(load_spec(name)) if c.variant == "CLIP training-free"
-                    and c.dataset == "nonaligned"]
+    for name in ("transfer", "table1", "table2", "table3"):   # CLIP-space methods never on other features
+        assert not [c for c in cells_of(load_spec(name)) if c.dataset == "nonaligned"
+                    and (c.variant.startswith(("B-I ", "B-I,")) or c.variant == "CLIP training-free")]
