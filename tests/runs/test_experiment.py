@@ -227,8 +227,16 @@ def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
     s = load_spec(spec)
     got = sorted((c.variant, c.dataset) for c in cells_of(s, None) if c.split == 0)
     assert got == [("STALE", "a"), ("STALE", "b"), ("clip", "a"), ("control", "a")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(dict(spec, variants={"clip": {"overrides": [], "datasets": ["c"]}})))
     with pytest.raises(StaleError, match="variants.clip.datasets: no dataset 'c'"):
-        load_spec(dict(spec, variants={"clip": {"overrides": [], "datasets": ["c"]}}))
+        load_spec(bad)
+    # narrowed by --datasets, the restricted variant's mapping still loads (it travels to workers)
+    from stale.runs.experiment import _spec_mapping, select_datasets
+
+    s2 = load_spec(spec)
+    select_datasets(s2, ["b"])
+    assert [c.variant for c in cells_of(load_spec(_spec_mapping(s2))) if c.split == 0] == ["STALE"]
     for name in ("transfer", "table1", "table2", "table3"):   # CLIP-space methods never on other features
         assert not [c for c in cells_of(load_spec(name)) if c.dataset == "nonaligned"
                     and (c.variant.startswith(("B-I ", "B-I,")) or c.variant == "CLIP training-free")]

@@ -238,7 +238,9 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
     known_ds = {d.name for d in datasets}
     for v in variants:
         unknown = [d for d in v.datasets if d not in known_ds]
-        if unknown:
+        # a mapping is a spec already checked and then narrowed by --datasets (what travels to
+        # the workers): a variant may still name datasets that this run left out
+        if unknown and path is not None:
             raise StaleError(f"{where}: variants.{v.name}.datasets: no dataset {unknown[0]!r} in the spec")
         if v.reuse is not None:
             if v.reuse not in by_name or v.reuse == v.name or not by_name[v.reuse].trains:
