@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from contextlib import contextmanager
 import json
 import math
 import os
@@ -184,7 +183,7 @@ def atomic_save_npy(path: str | os.PathLike, array) -> None:
     atomic_save(path, save)
 
 
-@contextmanager
+@contextlib.contextmanager
 def paused_gc():
     """Python's cyclic garbage collector off for the block (restored after, even on error).
 
@@ -201,23 +200,28 @@ def paused_gc():
             gc.enable()
 
 
-def parse_json_bytes(data: bytes, source: str) -> Any:
-    """Parse JSON ``data``; a problem is a StaleError naming ``source``."""
+def parse_json_bytes(data: bytes, source: str, stdlib_verdicts: bool = False) -> Any:
+    """Parse JSON ``data`` (orjson, garbage collector paused); a problem is a StaleError naming
+    ``source``. ``stdlib_verdicts``: whatever orjson refuses is re-read by the standard library,
+    whose messages (and what callers check after it, e.g. NaN scores) name the exact problem --
+    for files whose errors the user must locate, such as result files."""
     with paused_gc():
-        return _parse_json_bytes(data, source)
+        return _parse_json_bytes(data, source, stdlib_verdicts)
 
 
-def _parse_json_bytes(data: bytes, source: str) -> Any:
+def _parse_json_bytes(data: bytes, source: str, stdlib_verdicts: bool) -> Any:
     if _orjson is not None:
         try:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError as exc:
             msg = str(exc)
-            if "infinity" in msg:   # e.g. 1e400, or an integer of hundreds of digits
-                raise StaleError(f"{source}: number out of float range ({_short(msg)})") from None
-            if "64-bit" not in msg and "recursion" not in msg.lower():
-                raise StaleError(f"{source}: not valid JSON ({_short(msg)})") from None
-            # integers beyond 64 bits / deep nesting: the standard library gives the verdict
+            if not stdlib_verdicts:
+                if "infinity" in msg:   # e.g. 1e400, or an integer of hundreds of digits
+                    raise StaleError(f"{source}: number out of float range ({_short(msg)})") from None
+                if "64-bit" not in msg and "recursion" not in msg.lower():
+                    raise StaleError(f"{source}: not valid JSON ({_short(msg)})") from None
+            # otherwise (and for integers beyond 64 bits / deep nesting) the standard library
+            # gives the verdict
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -28,11 +28,6 @@ import numpy as np
 
 from stale.core.errors import StaleError
 
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a declared dependency
-    _orjson = None
-
 _NUMBER_TYPES = {float, int}
 _SEGMENT_TYPES = {list, tuple}
 
@@ -40,33 +35,14 @@ _SEGMENT_TYPES = {list, tuple}
 def load_json_file(path: str | os.PathLike) -> Any:
     """Parse a JSON file; a missing or malformed file is a StaleError naming the file.
 
-    Well-formed files go through orjson (with the garbage collector paused, ~5x faster than
-    the standard library on a 32 MB ActivityNet-sized result file, same float values); anything orjson refuses
-    (NaN / Infinity literals, huge numbers, deep nesting, bad bytes) is re-read by the
-    standard library, whose verdict and the checks after it name the exact problem.
+    Well-formed files go through orjson with the garbage collector paused (~5x faster than the
+    standard library on a 32 MB ActivityNet-sized result file, same float values); anything
+    orjson refuses (NaN / Infinity literals, huge numbers, deep nesting, bad bytes) is re-read by
+    the standard library, whose verdict and the checks after it name the exact problem.
     """
-    from stale.core.io import paused_gc, read_bytes
+    from stale.core.io import parse_json_bytes, read_bytes
 
-    path = Path(path)
-    data = read_bytes(path)   # missing, directory, permission: one line naming the file
-
-    if _orjson is not None:
-        try:
-            with paused_gc():
-                return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise StaleError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise StaleError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                         f"{exc.msg})") from None
-    except RecursionError:
-        raise StaleError(f"{path}: JSON nested too deeply to read") from None
-    except ValueError as exc:   # e.g. an integer of more than 4300 digits
-        raise StaleError(f"{path}: unreadable number in JSON ({_short(exc)})") from None
+    return parse_json_bytes(read_bytes(path), str(path), stdlib_verdicts=True)
 
 
 def _short(exc: BaseException, limit: int = 120) -> str:
