@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from stale.core.errors import StaleError
-from stale.runs.experiment import cells_of, load_spec, parse_range, select_datasets
+from stale.runs.experiment import cells_of, list_specs, load_spec, parse_range, select_datasets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def _cli(*args, timeout=300):
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exp")
     spec = tmp / "mini.yaml"
-    spec.write_text(yaml.safe_dump(SPEC))
+    spec.write_text(yaml.safe_dump(dict(SPEC, reference="STALE")))
     out = tmp / "out"
     proc = _cli("experiment", spec, "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,6 +85,23 @@ def test_summary_is_the_mean_and_sample_std_of_the_cells(finished):
             assert node["mean"][t] == pytest.approx(statistics.mean(c["mAP"][t] for c in cells))
     md = (out / "results.md").read_text()
     assert "## aligned, 75/25" in md and "TH14 23.8" in md and " ± " in md
+
+
+def test_the_paired_column_is_each_cells_difference_from_the_reference(finished):
+    _, out, _ = finished
+    res = json.loads((out / "results.json").read_text())
+    avg = {(r["cell"]["variant"], r["cell"]["split"]):
+           json.loads(Path(r["run_dir"], "metrics.json").read_text())["average_mAP"] for r in res["cells"]}
+    diffs = [avg[("control", s)] - avg[("STALE", s)] for s in (0, 1)]
+    node = res["summary"]["control"]["aligned"]["75/25"]
+    p = node["paired"]
+    assert p["reference"] == "STALE" and p["n"] == 2
+    assert [c["diff"] for c in p["cells"]] == pytest.approx(diffs)
+    assert p["mean"] == pytest.approx(statistics.mean(diffs)) and p["std"] == pytest.approx(statistics.stdev(diffs))
+    assert p["up"] == sum(d > 0 for d in diffs) and p["down"] == sum(d < 0 for d in diffs)
+    assert "paired" not in res["summary"]["STALE"]["aligned"]["75/25"]
+    row = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| control |"))
+    assert f"{100 * statistics.mean(diffs):+.1f} ± {100 * statistics.stdev(diffs):.1f} ({p['up']}/2 up)" in row
 
 
 def test_rerun_skips_finished_cells_and_summarize_rebuilds(finished):
@@ -135,6 +152,9 @@ def test_spec_validation_and_ranges(tmp_path):
         load_spec(dict(SPEC, variants={"a": [], "c": {"control_of": "nope"}}))
     with pytest.raises(StaleError, match="unknown key"):
         load_spec(dict(SPEC, bogus=1))
+    with pytest.raises(StaleError, match="reference 'STALEE' is not a variant"):
+        load_spec(dict(SPEC, reference="STALEE"))
+    assert load_spec(SPEC).reference is None
     with pytest.raises(StaleError, match="inference"):
         load_spec(dict(SPEC, variants={"a": [], "b": {"reuse": "a", "predict": ["model.width=8"]}}))
     spec = load_spec("table1")
@@ -240,3 +260,15 @@ def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
     for name in ("transfer", "table1", "table2", "table3"):   # CLIP-space methods never on other features
         assert not [c for c in cells_of(load_spec(name)) if c.dataset == "nonaligned"
                     and (c.variant.startswith(("B-I ", "B-I,")) or c.variant == "CLIP training-free")]
+
+
+def test_every_shipped_spec_loads_and_compares_with_the_papers_full_model():
+    names = list_specs()
+    assert {f"table{i}" for i in range(1, 9)} | {"transfer"} <= set(names)
+    for name in names:
+        spec = load_spec(name)
+        variants = {v.name for v in spec.variants}
+        assert spec.reference in variants, name
+        assert set(spec.paper) <= variants, (name, set(spec.paper) - variants)
+        select_datasets(spec, None)
+        assert cells_of(spec), name

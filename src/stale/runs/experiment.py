@@ -13,7 +13,11 @@ its ``last.pt``, and a failed cell is recorded and does not stop the others.
 ``results.json`` holds every cell plus mean +- std (over splits and seeds) per tIoU and average;
 ``results.md`` is shaped like the paper's table, with the paper's published numbers beside ours
 where a spec gives them; ``results.png`` plots the per-split average mAP of every variant.
-``stale experiment summarize DIR`` rebuilds them from whatever cells exist.
+``stale experiment summarize DIR`` rebuilds them from whatever cells exist. A spec's
+``reference`` variant (the paper's full model of that table) adds the **paired** difference of
+every other variant from it: per (split, seed) cell the two share, ``variant - reference`` in
+average mAP, then mean +- std and how many cells went up. With split-to-split spreads larger than
+the effect, the paired difference is what tells a direction.
 
 Scale-out: ``--jobs N`` runs N cells at once on this machine (one GPU each when there are GPUs,
 the CPU threads divided otherwise); ``--launcher slurm`` submits each cell as a Slurm job
@@ -98,6 +102,8 @@ class Spec:
     notes: str = ""
 
     default_datasets: list[str] = field(default_factory=list)
+    #: the variant the others are compared with, paired by (split, seed) cell (None: no column)
+    reference: str | None = None
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -193,7 +199,7 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
         data = load_yaml(path)
     where = str(path) if path else "spec"
     known = {"name", "title", "base", "overrides", "datasets", "settings", "splits", "seeds", "variants",
-             "paper", "paper_source", "notes", "format", "default_datasets"}
+             "paper", "paper_source", "notes", "format", "default_datasets", "reference"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise StaleError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -253,6 +259,10 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
             if not (key.startswith("inference.") or key == "two_stage.proposals"):
                 raise StaleError(f"{where}: variants.{v.name}.predict: {o!r}: prediction can change "
                                  f"inference.* and two_stage.proposals only")
+    reference = data.get("reference")
+    if reference is not None and str(reference) not in by_name:
+        raise StaleError(f"{where}: reference {reference!r} is not a variant of the spec "
+                         f"(variants: {', '.join(by_name)})")
     default_datasets = _str_list(data.get("default_datasets"), f"{where}: default_datasets")
     bad_ds = [d for d in default_datasets if d not in {x.name for x in datasets}]
     if bad_ds:
@@ -262,7 +272,8 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
                 datasets=datasets, settings=settings, splits=parse_range(data.get("splits", [0]), f"{where}: splits"),
                 seeds=parse_range(data.get("seeds", [0]), f"{where}: seeds"), variants=variants,
                 paper=data.get("paper") or {}, paper_source=str(data.get("paper_source", "")),
-                notes=str(data.get("notes", "")), default_datasets=default_datasets)
+                notes=str(data.get("notes", "")), default_datasets=default_datasets,
+                reference=None if reference is None else str(reference))
     return spec
 
 
@@ -590,7 +601,8 @@ def _spec_mapping(spec: Spec) -> dict:
                                   {"overrides": v.overrides, "description": v.description,
                                    "datasets": v.datasets})
                          for v in spec.variants},
-            "paper": spec.paper, "paper_source": spec.paper_source, "notes": spec.notes}
+            "paper": spec.paper, "paper_source": spec.paper_source, "notes": spec.notes,
+            "reference": spec.reference}
 
 
 def _finished(folder: Path) -> bool:
@@ -689,6 +701,8 @@ def summarize(root: str | os.PathLike) -> dict:
                 node["std"] = [s[1] for s in stats]
                 node["average_mean"], node["average_std"] = _mean_std([x["average_mAP"] for x in node["cells"]])
                 node["n"] = len(node["cells"])
+    if spec.reference is not None:
+        _add_paired(summary, spec.reference)
     failed = [{"key": r.get("key"), "error": r.get("error")} for r in records if r.get("status") != "done"]
     expected = len(cells_of(spec))
     out = {"format": SPEC_FORMAT, "spec": meta["spec"], "cells": records, "summary": summary,
@@ -699,6 +713,37 @@ def summarize(root: str | os.PathLike) -> dict:
     if summary:
         plot_results(spec, out, root / "results.png")
     return out
+
+
+def _add_paired(summary: dict, reference: str) -> None:
+    """``node["paired"]`` for every variant but ``reference``: the differences of average mAP
+    from the reference in the (split, seed) cells both have, their mean, sample std and signs."""
+    for name, variant in summary.items():
+        if name == reference:
+            continue
+        for ds, settings in variant.items():
+            for setting, node in settings.items():
+                ref = summary.get(reference, {}).get(ds, {}).get(setting)
+                if not ref:
+                    continue
+                ref_avg = {(c["split"], c["seed"]): c["average_mAP"] for c in ref["cells"]}
+                pairs = sorted(((c["split"], c["seed"]), c["average_mAP"] - ref_avg[(c["split"], c["seed"])])
+                               for c in node["cells"] if (c["split"], c["seed"]) in ref_avg)
+                if not pairs:
+                    continue
+                diffs = [d for _, d in pairs]
+                mean, std = _mean_std(diffs)
+                node["paired"] = {"reference": reference, "n": len(diffs), "mean": mean, "std": std,
+                                  "up": sum(d > 0 for d in diffs), "down": sum(d < 0 for d in diffs),
+                                  "cells": [{"split": k[0], "seed": k[1], "diff": d} for k, d in pairs]}
+
+
+def _fmt_paired(node: dict | None) -> str:
+    p = (node or {}).get("paired")
+    if not p:
+        return "–"
+    spread = f" ± {100 * p['std']:.1f}" if p["n"] > 1 else ""
+    return f"{100 * p['mean']:+.1f}{spread} ({p['up']}/{p['n']} up)"
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -712,7 +757,11 @@ def format_results(spec: Spec, results: dict) -> str:
     if spec.notes:
         lines += [spec.notes.strip(), ""]
     lines.append(f"Cells done: {results['cells_done']} of {results['cells_expected']}; values are mAP (%) "
-                 f"as mean ± sample std over splits {spec.splits} and seeds {spec.seeds} (n per row in brackets).")
+                 f"as mean ± sample std over splits {spec.splits} and seeds {spec.seeds} (n: cells per row).")
+    if spec.reference is not None:
+        lines.append(f"The paired column is each variant's average mAP minus {spec.reference}'s in the same "
+                     "(split, seed) cells: mean ± sample std of those differences, and in how many cells "
+                     "the variant was ahead.")
     lines.append("")
     summary = results["summary"]
     for ds in spec.datasets:
@@ -723,16 +772,21 @@ def format_results(spec: Spec, results: dict) -> str:
                 continue
             lines.append(f"## {ds.name}, {setting}")
             lines.append("")
-            head = "| method | " + " | ".join(f"{t:.2f}" for t in tiou) + " | avg | n | paper avg |"
-            lines += [head, "| --- | " + " | ".join("---:" for _ in tiou) + " | ---: | ---: | ---: |"]
+            paired = spec.reference is not None
+            head = ("| method | " + " | ".join(f"{t:.2f}" for t in tiou) + " | avg | n |"
+                    + (f" avg − {spec.reference} (paired) |" if paired else "") + " paper avg |")
+            lines += [head, "| --- | " + " | ".join("---:" for _ in tiou) + " | ---: | ---: |"
+                      + (" ---: |" if paired else "") + " ---: |"]
             for v, node in rows:
                 paper = _paper_avg(spec, v.name, setting)
                 if node is None:
-                    lines.append(f"| {v.name} | " + " | ".join("–" for _ in tiou) + f" | – | 0 | {paper} |")
+                    lines.append(f"| {v.name} | " + " | ".join("–" for _ in tiou) + " | – | 0 |"
+                                 + (" – |" if paired else "") + f" {paper} |")
                     continue
                 cells = [_fmt(m, s, node["n"]) for m, s in zip(node["mean"], node["std"])]
+                ref_col = ("(reference)" if v.name == spec.reference else _fmt_paired(node)) if paired else None
                 lines.append(f"| {v.name} | " + " | ".join(cells) + f" | **{_fmt(node['average_mean'], node['average_std'], node['n'])}**"
-                             f" | {node['n']} | {paper} |")
+                             f" | {node['n']} |" + (f" {ref_col} |" if paired else "") + f" {paper} |")
             lines.append("")
     if spec.paper:
         lines += [f"Paper numbers: {spec.paper_source or 'Nag et al., ECCV 2022'} (real THUMOS14 / ActivityNet "
