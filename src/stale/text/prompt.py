@@ -67,8 +67,10 @@ class TextEncoderConfig:
         the class name's last tokens are cut to fit, as CoOp does (counted in
         ``PromptedTextEncoder.truncated`` and reported in the run folder).
     share_prefix: compute the prompts' common leading positions (``[SOS]`` and the context
-        before the class name) once per tower block instead of once per class (exact, see
-        :mod:`stale.text.tower`; ViT-B/16 at 50 context tokens: 44 % fewer token positions).
+        before the class name) once per tower block instead of once per class (the same
+        features up to float32 rounding, see :mod:`stale.text.tower`; ViT-B/16 at 50 context
+        tokens: 44 % fewer token positions). The context's gradient is summed in another
+        order, so a long training drifts from a ``false`` run like a change of seed.
         ``false`` runs the plain per-prompt computation (for comparisons).
     encoder: ``transformer`` (CLIP's text transformer over the prompt) or ``none`` (paper
         Table 5, "no encoder"): a class is the mean of its name's CLIP token embeddings (the
