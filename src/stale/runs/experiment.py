@@ -727,8 +727,8 @@ def _add_paired(summary: dict, reference: str) -> None:
                 if not ref:
                     continue
                 ref_avg = {(c["split"], c["seed"]): c["average_mAP"] for c in ref["cells"]}
-                pairs = sorted(((c["split"], c["seed"]), c["average_mAP"] - ref_avg[(c["split"], c["seed"])])
-                               for c in node["cells"] if (c["split"], c["seed"]) in ref_avg)
+                own = sorted(((c["split"], c["seed"]), c["average_mAP"]) for c in node["cells"])
+                pairs = [(k, avg - ref_avg[k]) for k, avg in own if k in ref_avg]
                 if not pairs:
                     continue
                 diffs = [d for _, d in pairs]
@@ -744,6 +744,10 @@ def _fmt_paired(node: dict | None) -> str:
         return "–"
     spread = f" ± {100 * p['std']:.1f}" if p["n"] > 1 else ""
     return f"{100 * p['mean']:+.1f}{spread} ({p['up']}/{p['n']} up)"
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -773,20 +777,18 @@ def format_results(spec: Spec, results: dict) -> str:
             lines.append(f"## {ds.name}, {setting}")
             lines.append("")
             paired = spec.reference is not None
-            head = ("| method | " + " | ".join(f"{t:.2f}" for t in tiou) + " | avg | n |"
-                    + (f" avg − {spec.reference} (paired) |" if paired else "") + " paper avg |")
-            lines += [head, "| --- | " + " | ".join("---:" for _ in tiou) + " | ---: | ---: |"
-                      + (" ---: |" if paired else "") + " ---: |"]
+            head = ["method", *(f"{t:.2f}" for t in tiou), "avg", "n",
+                    *([f"avg − {spec.reference} (paired)"] if paired else []), "paper avg"]
+            lines += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1))]
             for v, node in rows:
-                paper = _paper_avg(spec, v.name, setting)
                 if node is None:
-                    lines.append(f"| {v.name} | " + " | ".join("–" for _ in tiou) + " | – | 0 |"
-                                 + (" – |" if paired else "") + f" {paper} |")
-                    continue
-                cells = [_fmt(m, s, node["n"]) for m, s in zip(node["mean"], node["std"])]
-                ref_col = ("(reference)" if v.name == spec.reference else _fmt_paired(node)) if paired else None
-                lines.append(f"| {v.name} | " + " | ".join(cells) + f" | **{_fmt(node['average_mean'], node['average_std'], node['n'])}**"
-                             f" | {node['n']} |" + (f" {ref_col} |" if paired else "") + f" {paper} |")
+                    row = ["–"] * len(tiou) + ["–", "0"] + (["–"] if paired else [])
+                else:
+                    row = [*(_fmt(m, s, node["n"]) for m, s in zip(node["mean"], node["std"])),
+                           f"**{_fmt(node['average_mean'], node['average_std'], node['n'])}**", str(node["n"])]
+                    if paired:
+                        row.append("(reference)" if v.name == spec.reference else _fmt_paired(node))
+                lines.append(_md_row([v.name, *row, _paper_avg(spec, v.name, setting)]))
             lines.append("")
     if spec.paper:
         lines += [f"Paper numbers: {spec.paper_source or 'Nag et al., ECCV 2022'} (real THUMOS14 / ActivityNet "
