@@ -155,3 +155,66 @@ def test_pseudo_unseen_selection_never_touches_the_unseen_classes(tiny_dataset, 
     assert report["protocol"]["pseudo_unseen"] == pseudo and report["videos"]["selection"] > 0
     if sel["epoch"] == 1:
         assert "first fifth" in sel["warning"] and "first fifth" in caplog.text
+
+
+@pytest.mark.parametrize("dataset,preset", [("activitynet", "activitynet"), ("thumos14", "thumos14"),
+                                            ("mydata", "thumos14")])
+def test_pseudo_unseen_selection_scores_at_the_datasets_tious(dataset, preset, tiny_dataset, tiny_config,
+                                                              tmp_path, monkeypatch):
+    import stale.evaluation as evaluation
+
+    seen_tious = []
+    real = evaluation.evaluate_detection
+
+    def recording(*args, **kw):
+        seen_tious.append(kw.get("tiou_thresholds"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "evaluate_detection", recording)
+    (tmp_path / "seen.txt").write_text("\n".join(SEEN) + "\n")
+    (tmp_path / "unseen.txt").write_text("\n".join(UNSEEN) + "\n")
+    cfg = _cfg(tiny_dataset, tiny_config, "protocol.kind=zero_shot", f"protocol.seen_file={tmp_path / 'seen.txt'}",
+               f"protocol.unseen_file={tmp_path / 'unseen.txt'}", "train.val_fraction=0.4", "train.epochs=1",
+               "train.select=pseudo_unseen", f"data.dataset={dataset}")
+    run_training(cfg, tmp_path / "run")
+    assert seen_tious and set(seen_tious) == {preset}
+
+
+def test_select_retrain_runs_on_resume_and_matches_an_uninterrupted_run(tiny_dataset, tiny_config, tmp_path,
+                                                                       monkeypatch):
+    (tmp_path / "seen.txt").write_text("\n".join(SEEN) + "\n")
+    (tmp_path / "unseen.txt").write_text("\n".join(UNSEEN) + "\n")
+    cfg = _cfg(tiny_dataset, tiny_config, "protocol.kind=zero_shot", f"protocol.seen_file={tmp_path / 'seen.txt'}",
+               f"protocol.unseen_file={tmp_path / 'unseen.txt'}", "train.val_fraction=0.4", "train.epochs=2",
+               "train.select=pseudo_unseen", "train.select_retrain=true")
+    run_training(cfg, tmp_path / "whole")
+    real = training._retrain
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_retrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut")
+    assert not (tmp_path / "cut" / "selection.pt").exists()
+    monkeypatch.setattr(training, "_retrain", real)
+    run_training(cfg, tmp_path / "cut", resume=True)
+    for run in ("whole", "cut"):
+        assert (tmp_path / run / "selection.pt").is_file() and (tmp_path / run / "final").is_dir()
+    a = load_checkpoint(tmp_path / "whole" / "best.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "best.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # resuming a finished run again retrains nothing more
+    before = (tmp_path / "cut" / "best.pt").stat().st_mtime_ns
+    run_training(cfg, tmp_path / "cut", resume=True)
+    assert (tmp_path / "cut" / "best.pt").stat().st_mtime_ns == before
+
+
+def test_select_retrain_is_refused_under_ddp_before_any_work(tiny_dataset, tiny_config, tmp_path, monkeypatch):
+    from stale.training.distributed import DistInfo
+
+    monkeypatch.setattr(training, "init_distributed", lambda device_type: DistInfo(rank=0, world_size=2))
+    cfg = _cfg(tiny_dataset, tiny_config, "train.select=pseudo_unseen", "train.select_retrain=true")
+    with pytest.raises(StaleError, match="select_retrain is not supported under torchrun"):
+        run_training(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

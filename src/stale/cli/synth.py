@@ -14,7 +14,9 @@ KNOB_FLAGS = {
 def add_arguments(parser) -> None:
     parser.add_argument("--layout", default=None, choices=["thumos14", "activitynet"],
                         help="dataset layout (required unless --preset)")
-    parser.add_argument("--preset", default=None, choices=["aligned", "aligned-gap", "nonaligned"],
+    from stale.synth.presets import PRESETS
+
+    parser.add_argument("--preset", default=None, choices=list(PRESETS),
                         help="a built-in benchmark setting (stale.synth.presets; THUMOS14 layout); other "
                              "options then change it")
     parser.add_argument("--out", required=True, help="output folder (created)")

@@ -44,6 +44,12 @@ class DataConfig:
     cache_mb: int = 256
     num_workers: int | None = None
 
+    @property
+    def tiou_preset(self) -> str:
+        """The evaluation's tIoU thresholds for this dataset (``stale.evaluation.TIOU_PRESETS``):
+        ActivityNet's 0.5:0.95, THUMOS14's 0.3:0.7 for every other dataset."""
+        return "activitynet" if self.dataset == "activitynet" else "thumos14"
+
     def validate(self) -> None:
         if self.num_snippets < 2 or self.num_snippets > 4096:
             raise StaleError(f"data.num_snippets must be in [2, 4096], got {self.num_snippets}")

@@ -267,6 +267,14 @@ def num_workers(cfg: StaleConfig, device_type: str) -> int:
 
 # ----------------------------------------------------------------------------- training plan
 
+def _restrict(videos: Sequence[Video], classes: set[str], policy: str, ann: AnnotationSet) -> AnnotationSet:
+    """``videos`` restricted to ``classes`` with ``policy``; a class none of them holds is
+    simply absent (a subset of the training videos need not contain every training class)."""
+    subset = AnnotationSet({v.id: v for v in videos}, ann.report)
+    present = classes & set(subset.classes())
+    return subset.filter_classes(sorted(present), policy) if present else AnnotationSet({}, ann.report)
+
+
 @dataclass
 class TrainingData:
     """Everything training needs about its data, checked before anything is written."""
@@ -318,8 +326,7 @@ def assemble_training(cfg: StaleConfig, progress: bool = False) -> TrainingData:
     if pseudo:
         keep = set(classes)
         policy = train_filter_policy(cfg)
-        fit_set = AnnotationSet({v.id: v for v in fit}, ann.report).filter_classes(keep, policy) \
-            if fit else AnnotationSet({}, ann.report)
+        fit_set = _restrict(fit, keep, policy, ann)
         fit = list(fit_set)
         held = AnnotationSet({v.id: v for v in val}, ann.report)
         present = set(held.classes())
@@ -329,7 +336,8 @@ def assemble_training(cfg: StaleConfig, progress: bool = False) -> TrainingData:
                              f"occurs in the {len(val)} held-out videos; raise train.val_fraction")
         sel_videos = list(held.filter_classes(wanted, "test"))
         pseudo = wanted
-        val = [v for v in AnnotationSet({v.id: v for v in val}, ann.report).filter_classes(keep, policy)]
+        # the held-out videos need not hold every training class (only those present filter)
+        val = list(_restrict(val, keep, policy, ann))
         report.train_filter = {"fit": fit_set.report.class_filter.__dict__ if fit_set.report.class_filter else {}}
     elif seen_videos.report.class_filter is not None:
         report.train_filter = dict(seen_videos.report.class_filter.__dict__)

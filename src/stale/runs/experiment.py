@@ -382,7 +382,7 @@ def _tiou(spec: Spec, cell: Cell, cfg) -> str:
     ds = next(d for d in spec.datasets if d.name == cell.dataset)
     if ds.tiou:
         return ds.tiou
-    return "activitynet" if cfg.data.dataset == "activitynet" else "thumos14"
+    return cfg.data.tiou_preset
 
 
 def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = (),

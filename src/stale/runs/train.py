@@ -56,7 +56,8 @@ def _selection(cfg: StaleConfig, data: TrainingData, device: torch.device):
         detector = make_detector(cfg, model, device, tower)
         results = detect_dataset(detector, sel, data.selection_classes, batch_size=cfg.train.batch_size,
                                  device=device)
-        res = evaluate_detection(gt, {"results": results}, subset="selection", tiou_thresholds="thumos14")
+        res = evaluate_detection(gt, {"results": results}, subset="selection",
+                                 tiou_thresholds=cfg.data.tiou_preset)
         return {"sel_pseudo_unseen_mAP": res.average_mAP}
 
     return Selection("sel_pseudo_unseen_mAP", "max", evaluate)
@@ -102,6 +103,12 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
         try:
+            if dist.enabled and cfg.train.select == "pseudo_unseen" and cfg.train.select_retrain:
+                # the retraining is a second run in the same processes; under torchrun every rank
+                # would start it and move the checkpoints at once
+                raise StaleError("train.select_retrain is not supported under torchrun (DDP): train "
+                                 "the selection run with DDP, then retrain single-process with "
+                                 "train.select=last and train.epochs=<the epoch in selection.json>")
             threads = set_threads(cfg.train.threads)
             seed_everything(cfg.train.seed)
             if device.type == "cpu":
@@ -136,7 +143,7 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             if dist.is_main:
                 info = _write_selection(out_dir, history, trainer.best_epoch, cfg, data)
                 log.info("best.pt holds epoch %s (%s)", info["epoch"], cfg.train.select)
-            if cfg.train.select == "pseudo_unseen" and cfg.train.select_retrain and not resume:
+            if cfg.train.select == "pseudo_unseen" and cfg.train.select_retrain:
                 _retrain(cfg, out_dir, trainer.best_epoch or cfg.train.epochs)
             return history[-1] if history else {}
         finally:
@@ -233,13 +240,20 @@ def _divergence_hint(message: str, features: dict | None) -> str:
 
 def _retrain(cfg: StaleConfig, out_dir: Path, epochs: int) -> None:
     """Train on every seen class for the selected number of epochs into ``out_dir/final`` and
-    make its last epoch the run's ``best.pt`` (the selection model stays in ``selection.pt``)."""
+    make its last epoch the run's ``best.pt`` (the selection model stays in ``selection.pt``).
+
+    Resumable: a run resumed after the retraining finished finds ``selection.pt`` and stops; one
+    interrupted during the retraining continues ``final/`` from its ``last.pt``."""
     import os
 
     final = out_dir / "final"
+    if (out_dir / "selection.pt").is_file():
+        log.info("already retrained on all seen classes (%s)", out_dir / "selection.pt")
+        return
     sub = replace(cfg, train=replace(cfg.train, select="last", epochs=int(epochs), select_retrain=False))
     log.info("retraining on all seen classes for %d epochs -> %s", epochs, final)
-    run_training(sub, final, overwrite=True)
+    partial = (final / "last.pt").is_file()
+    run_training(sub, final, resume=partial, overwrite=not partial)
     os.replace(out_dir / "best.pt", out_dir / "selection.pt")
     os.replace(final / "best.pt", out_dir / "best.pt")
 

@@ -18,6 +18,9 @@ from stale.text.tokens import ClipTokenizer, check_class_names
 from stale.text.tower import ClipTextTower
 
 DEFAULT_TEMPLATE = "a video of {}."
+#: the hand-written prompt ensemble of the training-free detector and of STALE's CLIP prior
+ENSEMBLE_TEMPLATES = ("a video of {}.", "a photo of a person {}.", "a video of a person doing {}.",
+                      "a clip of {}.")
 
 
 def template_token_ids(names: Sequence[str], template: str, tokenizer: ClipTokenizer,
@@ -73,3 +76,11 @@ def embed_class_names(names: Sequence[str], weights: str | os.PathLike | None = 
         feats = tower.encode_token_ids(ids.to(dev), eos.to(dev)).float()
     feats = torch.nn.functional.normalize(feats, dim=-1)
     return feats.cpu().numpy().astype(np.float32)
+
+
+def ensemble_embeddings(names: Sequence[str], templates: Sequence[str], tower: ClipTextTower) -> torch.Tensor:
+    """(K, E) L2-normalised mean of the L2-normalised template embeddings of each name (float32,
+    CPU; Radford et al.'s prompt ensembling)."""
+    embs = torch.stack([torch.from_numpy(embed_class_names(list(names), template=t, tower=tower))
+                        for t in templates])                              # (P, K, E)
+    return torch.nn.functional.normalize(embs.mean(0), dim=-1)
