@@ -5,7 +5,8 @@ Public API (imported lazily, so ``import stale`` is instant): :func:`load_run`, 
 docs/api.md.
 """
 
-__version__ = "0.2.0"
+from stale.core.version import __version__
+
 __all__ = ["load_run", "train", "evaluate", "splits", "detect", "report", "__version__"]
 
 

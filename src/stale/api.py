@@ -22,7 +22,7 @@ from typing import Any, Sequence
 def load_run(path: str | os.PathLike, device: str = "auto", overrides: Sequence[str] = (),
              annotations: str | os.PathLike | None = None, features: str | os.PathLike | None = None):
     """A trained run folder (or checkpoint file) ready to detect: ``run.detect(features, classes)``."""
-    from stale.runs.predict import load_run as _load
+    from stale.pipeline.predict import load_run as _load
 
     return _load(path, device, overrides, annotations, features)
 
@@ -31,8 +31,8 @@ def train(config: str | os.PathLike, out: str | os.PathLike, overrides: Sequence
           resume: bool = False, overwrite: bool = False) -> Path:
     """Train a run (``stale train``): ``config`` is a YAML file or a shipped config name; returns
     the run folder."""
-    from stale.runs.config import load_run_config
-    from stale.runs.train import run_training
+    from stale.pipeline.config import load_run_config
+    from stale.pipeline.train import run_training
 
     cfg = load_run_config(config, list(overrides))
     run_training(cfg, out, resume=resume, overwrite=overwrite)
@@ -68,11 +68,11 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
     training-free CLIP detector with the text tower of the same CLIP ``weights``. Writes
     detections.json, detections.csv, subtitles/, timelines/ and report.html into ``out``.
 
-    ``options``: further :class:`stale.runs.detect.DetectOptions` fields (``clip_frames``,
+    ``options``: further :class:`stale.pipeline.detect_videos.DetectOptions` fields (``clip_frames``,
     ``stride``, ``device``, ``overrides``, ``subtitle_top``, ...). Returns a
-    :class:`stale.runs.detect.DetectResult` (``.results``: video -> detections, best first;
+    :class:`stale.pipeline.detect_videos.DetectResult` (``.results``: video -> detections, best first;
     ``.files``; ``.timings``)."""
-    from stale.runs.detect import DetectOptions, run_detect
+    from stale.pipeline.detect_videos import DetectOptions, run_detect
 
     inputs = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     opts = DetectOptions(classes=classes, run=run, weights=weights, arch=arch, overwrite=overwrite,
@@ -83,6 +83,6 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
 def report(folder: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Write the HTML report of a demo, detect, run or experiment folder (``stale report``);
     returns the page's path."""
-    from stale.runs.report import write_folder_report
+    from stale.report.folders import write_folder_report
 
     return write_folder_report(folder, out, overwrite=overwrite).default_out

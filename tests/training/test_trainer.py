@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from stale.training.checkpoint import load_checkpoint
-from stale.runs.config import load_run_config
+from stale.pipeline.config import load_run_config
 from stale.training.trainer import TrainConfig, Trainer, _comparable, build_optimizer, epoch_order
 from stale.data.dataset import Batch
 from stale.core.errors import StaleError
-from stale.runs.train import run_training
+from stale.pipeline.train import run_training
 
 
 def _cfg(tiny_dataset, tiny_config, *extra):
@@ -224,7 +224,7 @@ MICRO_SET = ("text.finetune=true", "train.batch_size=6", "train.epochs=1")
 
 
 def _micro_setup(tiny_dataset, tiny_config, n_videos=6):
-    from stale.runs.assemble import build_model, feature_store, load_run_annotations, make_dataset
+    from stale.pipeline.assemble import build_model, feature_store, load_run_annotations, make_dataset
 
     cfg = _cfg(tiny_dataset, tiny_config, *MICRO_SET)
     ann = load_run_annotations(cfg).subset("training")

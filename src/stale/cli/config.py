@@ -21,7 +21,7 @@ def run(args):
     import yaml
 
     from stale.core.config import to_dict
-    from stale.runs.config import load_run_config
+    from stale.pipeline.config import load_run_config
 
     cfg = load_run_config(args.config, args.overrides)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")

@@ -18,7 +18,7 @@ def run(args):
     from pathlib import Path
 
     from stale.core.errors import StaleError
-    from stale.runs.demo import DemoOptions, run_demo
+    from stale.pipeline.demo import DemoOptions, run_demo
     from stale.training.runtime import set_threads
 
     if args.max_videos_per_subset is not None and args.max_videos_per_subset < 1:

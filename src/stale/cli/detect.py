@@ -1,7 +1,7 @@
 """``stale detect VIDEO_OR_DIR... --classes "a,b" --out DIR [--run RUN] [--weights CLIP]``.
 
 Video files in, detections a person can look at out: features (cached), detections, CSV,
-subtitles, timelines and an HTML report; see :mod:`stale.runs.detect` and docs/detect.md.
+subtitles, timelines and an HTML report; see :mod:`stale.pipeline.detect_videos` and docs/detect.md.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def run(args) -> int:
     from stale.core.hub import preflight_weights
 
     preflight_weights(args.arch, args.weights, "CLIP weights")   # before the slow imports
-    from stale.runs.detect import DetectOptions, run_detect
+    from stale.pipeline.detect_videos import DetectOptions, run_detect
     from stale.training.runtime import set_threads
 
     set_threads(args.threads)
@@ -75,7 +75,7 @@ def run(args) -> int:
         print(f"  skipped {path}: {reason}")
     print(f"report: {res.files['report']}  (also detections.json, detections.csv, subtitles/, timelines/)")
     if args.serve:
-        from stale.viz.html import serve
+        from stale.report.serve import serve
 
         serve(res.files["report"], list(res.sources.values()), port=args.port)
     return 0

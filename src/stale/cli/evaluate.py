@@ -49,7 +49,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from stale.core.io import atomic_write_json, remove_stale_temp_files
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
     from stale.evaluation import evaluate_files
 
     if args.json_out:   # checked before the evaluation: never the GT, the predictions or a folder

@@ -32,7 +32,7 @@ def add_arguments(parser):
 
 def run(args):
     from stale.core.errors import StaleError
-    from stale.runs import experiment as ex
+    from stale.experiments import runner as ex
 
     if args.spec == "list":
         for name in ex.list_specs():

@@ -1,7 +1,7 @@
 """``stale extract VIDEO_OR_DIR... --out DIR``: CLIP image features of your own videos.
 
 Writes ``<prefix><stem>.npy`` (T, C) per video, ``extract_meta.json`` and a ``videos.json``
-annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.runs.extract` and
+annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.pipeline.extract` and
 docs/extract.md.
 """
 
@@ -47,8 +47,8 @@ def run(args) -> int:
     from stale.core.hub import preflight_weights
 
     preflight_weights(args.arch, args.weights, "CLIP image weights")   # before the slow imports
-    from stale.runs.extract import ExtractConfig, check_extract_output, extract_videos
-    from stale.text.image import load_image_encoder
+    from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos
+    from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads
 
     set_threads(args.threads)

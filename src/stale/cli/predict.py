@@ -32,7 +32,7 @@ def add_arguments(parser):
 
 def run(args):
     from stale.core.errors import StaleError
-    from stale.runs.predict import load_run, read_class_names, run_prediction
+    from stale.pipeline.predict import load_run, read_class_names, run_prediction
     from stale.training.runtime import set_threads
 
     if args.batch_size < 1:

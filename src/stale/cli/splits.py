@@ -85,7 +85,7 @@ def _random(args) -> int:
     from pathlib import Path
 
     from stale.core.io import remove_stale_temp_files
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
     from stale.data.splits import random_split, write_split
 
     out = Path(args.out)

@@ -67,7 +67,7 @@ def run(args) -> int:
 
     from stale.core.errors import StaleError
     from stale.core.io import atomic_save, atomic_write_json, remove_stale_temp_files
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
     from stale.text.embed import embed_class_names
     from stale.text.weights import OFFLINE_ARCH
     from stale.training.runtime import resolve_device

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from stale.cli import main
-from stale.runs.config import load_run_config
-from stale.runs.profile import BACKWARD_REST, MODULE_ROWS, OTHER, TEXT_BACKWARD, profile_training
+from stale.pipeline.config import load_run_config
+from stale.pipeline.profile import BACKWARD_REST, MODULE_ROWS, OTHER, TEXT_BACKWARD, profile_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,7 +75,7 @@ def test_a_frozen_text_tower_still_back_propagates_into_its_prompts(tiny_dataset
 
 
 def test_hooks_are_removed_after_profiling(tiny_dataset, tiny_config, monkeypatch):
-    import stale.runs.profile as prof
+    import stale.pipeline.profile as prof
 
     seen = []
     real = prof.build_trainer

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from stale.runs.config import load_run_config
+from stale.pipeline.config import load_run_config
 from stale.core.errors import StaleError
-from stale.runs.assemble import (available_videos, feature_store, load_run_annotations, make_dataset,
+from stale.pipeline.assemble import (available_videos, feature_store, load_run_annotations, make_dataset,
                                  resolve_protocol, split_holdout, train_test_sets)
 
 SEEN = ["high jump", "long jump", "pole vault", "shot put"]

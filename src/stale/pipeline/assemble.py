@@ -31,7 +31,7 @@ from stale.data.features import FeatureScan, FeatureStore
 from stale.data.splits import load_split, random_split, read_split_files, validate_split
 from stale.model.labels import LabelStats, targets_for_video
 from stale.model.outputs import Targets
-from stale.runs.config import StaleConfig
+from stale.pipeline.config import StaleConfig
 
 log = get_logger("assemble")
 

@@ -1,166 +1,22 @@
-"""``stale report``: the HTML report (:mod:`stale.viz.html`) of whatever a folder holds.
-
-Recognised folders (first match wins):
-
-* a ``stale detect`` output folder (``detect.json``): the detections in the source videos;
-* a ``stale demo`` folder (``report/metrics.json``; the ``report/`` folder itself works too):
-  mAP by tIoU, per-class AP, precision-recall curves and the leakage control of every method,
-  the training curves and the test videos the demo drew;
-* an experiment folder (``results.json``, written by ``stale experiment``): every cell, the
-  mean +- std per variant, per-class AP, the leakage controls, precision-recall curves of the
-  cells whose predictions exist, failed cells with their errors;
-* a run folder (``config.yaml`` / ``metrics.jsonl`` / ``best.pt`` / ``predictions.json``): its
-  evaluation when it holds ``predictions.json`` + ``ground_truth.json`` (plus
-  ``predictions_control.json`` for the leakage control), its training curves, and otherwise a
-  note that no predictions exist and how to make them.
-
-Whatever part of a folder cannot be read becomes a highlighted note in the page instead of an
-error, so a half-finished experiment still renders what is there.
-"""
+"""The report page of each kind of output folder: a ``stale detect`` folder, a demo, an
+experiment, a run (see :mod:`stale.report.folders` for how a folder's kind is recognised)."""
 
 from __future__ import annotations
 
-import math
-import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from stale.core.errors import StaleError
-from stale.core.logs import get_logger
-from stale.viz.html import (Report, Section, VideoView, evaluation_sections, facts, image, p,
-                            percent, relative_src, table, warn)
-
-log = get_logger("report")
-
-MAX_VIDEOS = 6   # videos shown in evaluated reports (the most varied test videos)
+from stale.core.output_checks import DETECT_MARKER, DETECT_RESULTS
+from stale.report.folder_parts import (BuiltReport, evaluate_methods, notes_section, pick_videos, read_or_note,
+                                       results_of, training_curves_section, video_views)
+from stale.report.page import Report, Section, VideoView, facts, image, paragraph, relative_src, table, warn
+from stale.report.summaries import control_rows, evaluation_sections, percent
 
 
-@dataclass
-class BuiltReport:
-    """A report ready to write: the page model, its default path, the kind of folder, and the
-    source video files it plays (for ``--serve``)."""
-
-    report: Report
-    default_out: Path
-    kind: str
-    videos: list[Path] = field(default_factory=list)
-    inputs: list[Path] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _read(path: Path, notes: list[str]) -> Any:
-    from stale.core.io import read_json
-
-    try:
-        return read_json(path)
-    except StaleError as exc:
-        notes.append(str(exc))
-        return None
-
-
-def _subset_of(gt: dict) -> str:
-    counts = Counter(str(v.get("subset", "")) for v in (gt.get("database") or {}).values() if isinstance(v, dict))
-    return counts.most_common(1)[0][0] if counts else "validation"
-
-
-def _results(payload: Any) -> dict:
-    if isinstance(payload, dict) and isinstance(payload.get("results"), dict):
-        return payload["results"]
-    return {}
-
-
-def _gt_videos(gt: dict) -> dict[str, dict]:
-    return {k: v for k, v in (gt.get("database") or {}).items() if isinstance(v, dict)}
-
-
-def _pick_videos(gt: dict, limit: int = MAX_VIDEOS, prefer: list[str] | None = None) -> list[str]:
-    """``prefer`` first (those present), then the most varied annotated videos (distinct classes,
-    then about six instances), as the demo picks its timelines."""
-    db = _gt_videos(gt)
-    chosen = [v for v in (prefer or []) if v in db][:limit]
-    rest = sorted((v for v in db if v not in chosen and db[v].get("annotations")),
-                  key=lambda v: (-len({a.get("label") for a in db[v]["annotations"]}),
-                                 abs(len(db[v]["annotations"]) - 6), v))
-    return chosen + rest[: max(0, limit - len(chosen))]
-
-
-def _video_views(gt: dict, predictions: dict[str, dict], ids: list[str], classes: list[str] | None) -> list[VideoView]:
-    db = _gt_videos(gt)
-    views = []
-    for vid in ids:
-        entry = db.get(vid, {})
-        anns = [a for a in entry.get("annotations") or [] if isinstance(a, dict) and "segment" in a]
-        dets = {m: list(r.get(vid, [])) for m, r in predictions.items()}
-        ends = [float(a["segment"][1]) for a in anns] + [float(d["segment"][1]) for ds in dets.values() for d in ds]
-        duration = entry.get("duration")
-        duration = float(duration) if isinstance(duration, (int, float)) and duration > 0 else max(ends + [1.0])
-        views.append(VideoView(vid, duration, dets, [{"segment": a["segment"], "label": a["label"]} for a in anns],
-                               classes=classes, info=f"{len(anns)} ground-truth instances, {duration:.1f} s"))
-    return views
-
-
-def _evaluate(gt: dict, predictions: dict[str, dict], tiou, notes: list[str]):
-    """Metrics and precision-recall curves of each method's results (None where it fails)."""
-    from stale.evaluation import evaluate_detection
-    from stale.evaluation.curves import precision_recall
-
-    subset = _subset_of(gt)
-    metrics, curves = {}, {}
-    for name, res in predictions.items():
-        try:
-            metrics[name] = evaluate_detection(gt, {"results": res}, subset, tiou).to_json()
-            curves[name] = precision_recall(gt, {"results": res}, subset, tiou)
-        except StaleError as exc:
-            notes.append(f"{name}: cannot be evaluated ({exc})")
-    return metrics, curves
-
-
-def _notes_section(notes: list[str]) -> list[Section]:
-    return [Section("Problems reading this folder", [warn(n) for n in notes], id="problems")] if notes else []
-
-
-def _training_curves(run_dirs: dict[str, Path], notes: list[str], workdir: Path) -> Section | None:
-    from stale.viz.plots import plot_training_curves, read_metrics
-
-    hists = {}
-    for name, d in run_dirs.items():
-        f = d / "metrics.jsonl"
-        if not f.is_file():
-            continue
-        try:
-            hist = [r for r in read_metrics(f) if isinstance(r, dict) and "epoch" in r and "train_total" in r]
-        except (OSError, ValueError) as exc:
-            notes.append(f"{f}: unreadable ({exc})")
-            continue
-        if hist:
-            hists[name] = hist
-    if not hists:
-        return None
-    png = plot_training_curves(hists, workdir / "training_curves.png")
-    rows = []
-    for name, hist in hists.items():
-        last = hist[-1]
-        best = min(hist, key=lambda r: r.get("val_total", r["train_total"]))
-        rows.append([name, len(hist), f"{last['train_total']:.4f}",
-                     f"{last['val_total']:.4f}" if "val_total" in last else "", best["epoch"]])
-    return Section("Training", [image(png, "total loss per epoch: training (solid) and held-out training "
-                                           "videos of the seen classes (dashed)"),
-                                table(["run", "epochs", "last train loss", "last held-out loss", "best epoch"], rows)],
-                   id="training")
-
-
-# ----------------------------------------------------------------------------- folder kinds
-
-def _detect_report(folder: Path, page: Path) -> BuiltReport:
-    from stale.runs.detect import MARKER, RESULTS
-
+def detect_page(folder: Path, page: Path) -> BuiltReport:
     notes: list[str] = []
-    rec = _read(folder / MARKER, notes) or {}
-    payload = _read(folder / RESULTS, notes) if (folder / RESULTS).is_file() else None
-    results = _results(payload)
+    rec = read_or_note(folder / DETECT_MARKER, notes) or {}
+    payload = read_or_note(folder / DETECT_RESULTS, notes) if (folder / DETECT_RESULTS).is_file() else None
+    results = results_of(payload)
     classes = list(rec.get("classes") or (payload or {}).get("classes") or [])
     videos, views = [], []
     for vid, info in (rec.get("videos") or {}).items():
@@ -189,22 +45,22 @@ def _detect_report(folder: Path, page: Path) -> BuiltReport:
                          ("total time", f"{rec.get('total_s', 0):.1f} s")]))
     for path, reason in (rec.get("skipped") or {}).items():
         blocks.append(warn(f"skipped {path}: {reason}"))
-    rep = Report("stale detect", [Section("Run", blocks, id="run"), *_notes_section(notes)], views,
+    rep = Report("stale detect", [Section("Run", blocks, id="run"), *notes_section(notes)], views,
                  "Videos", subtitle=f"{len(views)} videos, {len(classes)} classes: {', '.join(classes)}")
-    return BuiltReport(rep, folder / "report.html", "detect", videos, [folder / MARKER])
+    return BuiltReport(rep, folder / "report.html", "detect", videos, [folder / DETECT_MARKER])
 
 
-def _demo_report(report_dir: Path, page: Path, workdir: Path) -> BuiltReport:
+def demo_page(report_dir: Path, page: Path, workdir: Path) -> BuiltReport:
     notes: list[str] = []
-    metrics = _read(report_dir / "metrics.json", notes) or {}
-    gt = _read(report_dir / "ground_truth.json", notes) if (report_dir / "ground_truth.json").is_file() else None
+    metrics = read_or_note(report_dir / "metrics.json", notes) or {}
+    gt = read_or_note(report_dir / "ground_truth.json", notes) if (report_dir / "ground_truth.json").is_file() else None
     predictions, controls = {}, []
     for f in sorted(report_dir.glob("predictions_*.json")):
-        payload = _read(f, notes)
+        payload = read_or_note(f, notes)
         if payload is None:
             continue
         name = payload.get("method") if isinstance(payload.get("method"), str) else f.stem[len("predictions_"):]
-        predictions[name] = _results(payload)
+        predictions[name] = results_of(payload)
         if isinstance(payload.get("control_of"), str):
             controls.append((payload["control_of"], name))
     method_metrics = dict(metrics.get("methods") or {})
@@ -217,7 +73,7 @@ def _demo_report(report_dir: Path, page: Path, workdir: Path) -> BuiltReport:
     curves = {}
     if gt is not None and predictions:
         tiou = next((m.get("tiou") for m in method_metrics.values() if m.get("tiou")), "thumos14")
-        computed, curves = _evaluate(gt, {n: r for n, r in predictions.items()}, tiou, notes)
+        computed, curves = evaluate_methods(gt, {n: r for n, r in predictions.items()}, tiou, notes)
         for n, m in computed.items():
             method_metrics.setdefault(n, m)
     protocol = metrics.get("protocol") or {}
@@ -240,8 +96,8 @@ def _demo_report(report_dir: Path, page: Path, workdir: Path) -> BuiltReport:
     views = []
     if gt is not None:
         drawn = sorted(q.stem for q in (report_dir / "timelines").glob("*.png")) if (report_dir / "timelines").is_dir() else []
-        views = _video_views(gt, predictions, _pick_videos(gt, prefer=drawn), protocol.get("unseen"))
-    sections += _notes_section(notes)
+        views = video_views(gt, predictions, pick_videos(gt, prefer=drawn), protocol.get("unseen"))
+    sections += notes_section(notes)
     rep = Report("stale demo", sections, views, "Test videos (no source video: synthetic features)",
                  subtitle="zero-shot detection of unseen classes on the semi-synthetic benchmark")
     return BuiltReport(rep, report_dir / "index.html", "demo", [], [report_dir / "metrics.json"])
@@ -252,9 +108,9 @@ def _cell(rec: dict) -> dict:
     return {k: c.get(k) for k in ("variant", "dataset", "setting", "split", "seed")}
 
 
-def _experiment_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
+def experiment_page(folder: Path, page: Path, workdir: Path) -> BuiltReport:
     notes: list[str] = []
-    res = _read(folder / "results.json", notes) or {}
+    res = read_or_note(folder / "results.json", notes) or {}
     cells = [c for c in res.get("cells") or [] if isinstance(c, dict)]
     rows, tious = [], []
     for rec in cells:
@@ -296,17 +152,15 @@ def _experiment_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
                                 id="summary"))
     sections.append(Section("Cells", [table(["variant", "dataset", "setting", "split", "seed", "status",
                                              *[f"mAP@{float(t):.2f}" for t in tious], "avg mAP", "seconds"], rows)]
-                            if rows else [p("no cells have been recorded yet")], id="cells"))
+                            if rows else [paragraph("no cells have been recorded yet")], id="cells"))
     # leakage controls: variants whose cells reuse another variant's runs under permuted names
     pairs = sorted({(rec.get("reuses"), _cell(rec)["variant"]) for rec in cells
                     if rec.get("permuted_names") and rec.get("reuses")})
     for (ds, setting), methods in groups.items():
         ctl = [(a, b) for a, b in pairs if a in methods and b in methods]
         if ctl:
-            from stale.viz.html import control_rows
-
             sections.append(Section(f"Leakage control ({ds}, {setting})", [
-                p("Each control asks the runs of its variant for the unseen classes under permuted names; it "
+                paragraph("Each control asks the runs of its variant for the unseen classes under permuted names; it "
                   "must score near zero if what a model knows of an unseen class comes only through its name."),
                 table(["method", "control", "method avg mAP (%)", "control avg mAP (%)", "control / method"],
                       control_rows(methods, ctl))], id=f"control-{ds}-{setting}"))
@@ -331,16 +185,16 @@ def _experiment_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
         d = d if d.is_absolute() else folder / d
         if not ((d / "predictions.json").is_file() and (d / "ground_truth.json").is_file()):
             continue
-        gt, pred = _read(d / "ground_truth.json", notes), _read(d / "predictions.json", notes)
+        gt, pred = read_or_note(d / "ground_truth.json", notes), read_or_note(d / "predictions.json", notes)
         if gt is None or pred is None:
             continue
         tiou = (rec.get("metrics") or {}).get("tiou") or "thumos14"
-        _, cv = _evaluate(gt, {variant: _results(pred)}, tiou, notes)
+        _, cv = evaluate_methods(gt, {variant: results_of(pred)}, tiou, notes)
         curves.update(cv)
         if gt0 is None:
             gt0 = gt
         if gt == gt0:
-            preds0[variant] = _results(pred)
+            preds0[variant] = results_of(pred)
     if methods or curves:
         from stale.viz.plots import plot_class_ap, plot_pr_curves
 
@@ -359,14 +213,14 @@ def _experiment_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
         sections.append(Section("Failed cells", [table(["cell", "error"], [[r.get("key", ""), r.get("error", "")]
                                                                           for r in failed])], id="failed"))
     if gt0 is not None and preds0:
-        views = _video_views(gt0, preds0, _pick_videos(gt0), None)
-    sections += _notes_section(notes)
+        views = video_views(gt0, preds0, pick_videos(gt0), None)
+    sections += notes_section(notes)
     rep = Report("stale experiment", sections, views, "Test videos of the first cells",
                  subtitle=str(folder))
     return BuiltReport(rep, folder / "report.html", "experiment", [], [folder / "results.json"])
 
 
-def _run_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
+def run_page(folder: Path, page: Path, workdir: Path) -> BuiltReport:
     notes: list[str] = []
     sections = []
     info = []
@@ -384,133 +238,47 @@ def _run_report(folder: Path, page: Path, workdir: Path) -> BuiltReport:
             cfg = {}
         info += [("method", cfg.get("method", "stale")), ("dataset", (cfg.get("data") or {}).get("dataset", "")),
                  ("text tower", f"{(cfg.get('text') or {}).get('arch', '')} / {(cfg.get('text') or {}).get('weights')}")]
-    classes = _read(folder / "classes.json", notes) if (folder / "classes.json").is_file() else None
+    classes = read_or_note(folder / "classes.json", notes) if (folder / "classes.json").is_file() else None
     if isinstance(classes, dict):
         info += [("seen classes", ", ".join(classes.get("seen") or [])),
                  ("test classes", ", ".join((classes.get("test") or classes.get("unseen") or [])))]
-    cell = _read(folder / "cell.json", notes) if (folder / "cell.json").is_file() else None
+    cell = read_or_note(folder / "cell.json", notes) if (folder / "cell.json").is_file() else None
     if isinstance(cell, dict):
         c = _cell(cell)
         info.append(("experiment cell", ", ".join(f"{k} {v}" for k, v in c.items() if v is not None)))
         if cell.get("permuted_names"):
             info.append(("note", "this cell is a leakage control: unseen classes asked for under permuted names"))
-    sel = _read(folder / "selection.json", notes) if (folder / "selection.json").is_file() else None
+    sel = read_or_note(folder / "selection.json", notes) if (folder / "selection.json").is_file() else None
     if isinstance(sel, dict) and "epoch" in sel:
         info.append(("selected epoch", sel["epoch"]))
-    sections.append(Section("Run", [facts(info)] if info else [p(str(folder))], id="run"))
-    train = _training_curves({folder.name: folder}, notes, workdir)
+    sections.append(Section("Run", [facts(info)] if info else [paragraph(str(folder))], id="run"))
+    train = training_curves_section({folder.name: folder}, notes, workdir)
     if train is not None:
         sections.append(train)
     views = []
     pred_f, gt_f = folder / "predictions.json", folder / "ground_truth.json"
     if pred_f.is_file() and gt_f.is_file():
-        gt, pred = _read(gt_f, notes), _read(pred_f, notes)
+        gt, pred = read_or_note(gt_f, notes), read_or_note(pred_f, notes)
         if gt is not None and pred is not None:
-            predictions = {"predictions": _results(pred)}
+            predictions = {"predictions": results_of(pred)}
             controls = []
             ctrl_f = folder / "predictions_control.json"
             if ctrl_f.is_file():
-                ctrl = _read(ctrl_f, notes)
+                ctrl = read_or_note(ctrl_f, notes)
                 if ctrl is not None:
-                    predictions["control: permuted names"] = _results(ctrl)
+                    predictions["control: permuted names"] = results_of(ctrl)
                     controls = [("predictions", "control: permuted names")]
-            stored = _read(folder / "metrics.json", notes) if (folder / "metrics.json").is_file() else None
+            stored = read_or_note(folder / "metrics.json", notes) if (folder / "metrics.json").is_file() else None
             tiou = (stored or {}).get("tiou") or "activitynet"
-            metrics, curves = _evaluate(gt, predictions, tiou, notes)
+            metrics, curves = evaluate_methods(gt, predictions, tiou, notes)
             if metrics:
                 sections += evaluation_sections(metrics, controls, curves, workdir=workdir)
-            views = _video_views(gt, predictions, _pick_videos(gt), None)
+            views = video_views(gt, predictions, pick_videos(gt), None)
     else:
         missing = [f.name for f in (pred_f, gt_f) if not f.is_file()]
         sections.append(Section("Predictions", [warn(
             f"No predictions exist in this run folder ({', '.join(missing)} missing), so there is nothing to "
             f"evaluate. Make them with: stale predict {folder} --out {pred_f} --gt-out {gt_f}")], id="predictions"))
-    sections += _notes_section(notes)
+    sections += notes_section(notes)
     rep = Report(f"stale run: {folder.name}", sections, views, "Test videos", subtitle=str(folder))
     return BuiltReport(rep, folder / "report.html", "run", [], [])
-
-
-def _is_demo_report(folder: Path) -> bool:
-    """A demo's ``report/`` folder itself: its metrics.json lists methods (a run's does not)."""
-    from stale.core.io import read_json
-
-    if not (folder / "metrics.json").is_file():
-        return False
-    try:
-        data = read_json(folder / "metrics.json")
-    except StaleError:
-        return False
-    return isinstance(data, dict) and isinstance(data.get("methods"), dict)
-
-
-def folder_kind(path: str | os.PathLike) -> tuple[str, Path]:
-    """``(kind, default page path)`` of a folder (module docstring), or a StaleError saying what
-    was expected. Reads at most one small JSON file."""
-    from stale.core.outputs import RUN_ARTEFACTS
-
-    folder = Path(path)
-    if not folder.exists():
-        raise StaleError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise StaleError(f"{folder}: not a folder (give a demo, detect, run or experiment folder)")
-    if (folder / "detect.json").is_file():
-        return "detect", folder / "report.html"
-    if (folder / "report" / "metrics.json").is_file():
-        return "demo", folder / "report" / "index.html"
-    if _is_demo_report(folder):
-        return "demo-report", folder / "index.html"
-    if (folder / "results.json").is_file():
-        return "experiment", folder / "report.html"
-    if any((folder / n).exists() for n in (*RUN_ARTEFACTS, "predictions.json")):
-        return "run", folder / "report.html"
-    if (folder / "experiment.json").is_file():
-        raise StaleError(f"{folder}: an experiment folder without results.json yet; run "
-                         f"'stale experiment summarize {folder}' first")
-    raise StaleError(f"{folder}: not a stale folder (expected detect.json, report/metrics.json, "
-                     f"results.json, or a run's config.yaml / metrics.jsonl / predictions.json)")
-
-
-def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
-                 workdir: str | os.PathLike | None = None) -> BuiltReport:
-    """The report of the folder ``path`` (module docstring). ``page``: where the page will be
-    written (video paths are made relative to it; default: the folder kind's default)."""
-    import tempfile
-
-    folder = Path(path)
-    kind, default = folder_kind(folder)
-    target = Path(page) if page is not None else default
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(workdir) if workdir is not None else Path(tmp)
-        if kind == "detect":
-            built = _detect_report(folder, target)
-        elif kind == "demo":
-            built = _demo_report(folder / "report", target, work)
-        elif kind == "demo-report":
-            built = _demo_report(folder, target, work)
-        elif kind == "experiment":
-            built = _experiment_report(folder, target, work)
-        else:
-            built = _run_report(folder, target, work)
-    built.default_out = default
-    return built
-
-
-def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None = None,
-                        overwrite: bool = False) -> BuiltReport:
-    """Build and write the report of ``path``; returns it (``default_out`` = the written path).
-
-    An existing file at the output is replaced only when it is a page stale wrote (its generator
-    tag) or with ``overwrite``."""
-    from stale.core.outputs import Output, check_outputs
-    from stale.viz.html import is_stale_report, write_report
-
-    _, default = folder_kind(path)
-    target = Path(out) if out is not None else default
-    ours = target.is_file() and is_stale_report(target)
-    # the output is checked before the (possibly slow) evaluation work
-    check_outputs([Output(target, "file", "--out", exists_ok=ours)], overwrite=overwrite)
-    built = build_report(path, page=target)
-    check_outputs([Output(target, "file", "--out", exists_ok=True)], inputs=built.inputs)
-    write_report(built.report, target)
-    built.default_out = target
-    return built

@@ -8,15 +8,45 @@ experiment runner and ``stale detect`` only use that.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from stale.core.errors import StaleError
-from stale.runs.config import StaleConfig
+from stale.model.decoding import Detections, postprocess
+from stale.pipeline.config import StaleConfig
 
 TOWER_PREFIX = "tower."
+
+
+class StaleDetector:
+    """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
+    (B,), targets=None) -> Detections`` (paper Sec. 3.3 inference). ``targets`` (the test
+    videos' :class:`~stale.model.outputs.Targets`) are needed only by the ground-truth-mask
+    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground."""
+
+    def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
+        self.model = model
+        self.cfg = cfg
+        self.use_gt_mask = cfg.inference.mask_source == "ground_truth"
+        self.needs_targets = cfg.model.masking.kind == "gt" or self.use_gt_mask
+
+    @torch.no_grad()
+    def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
+                 targets=None) -> Detections:
+        gt_fg = targets.fg_mask if targets is not None else None
+        if self.needs_targets and gt_fg is None:
+            raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
+                             "annotated test videos (their foreground is the mask)")
+        device = features.device
+        self.model.eval()
+        precision = self.cfg.inference.precision
+        use_amp = precision == "bf16" or (precision == "auto" and self.cfg.train.amp and device.type == "cuda")
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
+        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
+        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
 
 
 def text_tower(cfg: StaleConfig):
@@ -38,7 +68,7 @@ def build_trainable(cfg: StaleConfig) -> tuple[nn.Module, Any]:
     """``(module, loss_fn)`` of a method trained by the trainer (``stale`` and ``two_stage``)."""
     if cfg.method == "stale":
         from stale.model.losses import STALELoss
-        from stale.runs.assemble import build_model
+        from stale.pipeline.assemble import build_model
 
         return build_model(cfg), STALELoss(cfg.model.loss)
     if cfg.method == "two_stage":
@@ -51,8 +81,6 @@ def build_trainable(cfg: StaleConfig) -> tuple[nn.Module, Any]:
 def make_detector(cfg: StaleConfig, module: nn.Module | None, device: torch.device, tower=None):
     """The detector of ``cfg.method`` around a trained ``module`` (None for the training-free one)."""
     if cfg.method == "stale":
-        from stale.runs.predict import StaleDetector
-
         return StaleDetector(module.to(device).eval(), cfg)
     tower = tower if tower is not None else text_tower(cfg)
     if cfg.method == "clip_detector":

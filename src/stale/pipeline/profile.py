@@ -1,7 +1,7 @@
 """``stale train CONFIG --profile``: where the time of a training step goes, per box of the paper.
 
-The run is assembled exactly as ``stale train`` assembles it (:func:`stale.runs.assemble.
-assemble_training`, :func:`stale.runs.train.build_trainer`: same data checks, device, threads,
+The run is assembled exactly as ``stale train`` assembles it (:func:`stale.pipeline.assemble.
+assemble_training`, :func:`stale.pipeline.train.build_trainer`: same data checks, device, threads,
 seeds, model, loss, optimiser and loader). Then one warm-up step and ``steps`` measured steps
 run under ``torch.profiler.profile`` (CPU activity, plus CUDA on a CUDA device). A step is what
 :meth:`Trainer.train_epoch` does per batch: fetch the batch from the loader,
@@ -52,10 +52,10 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from stale.core.errors import StaleError
 from stale.core.io import atomic_path, atomic_write_text
 from stale.core.logs import get_logger
-from stale.core.outputs import Output, check_outputs
-from stale.runs.assemble import absolute_paths, assemble_training, check_prompts, make_dataset
-from stale.runs.config import StaleConfig
-from stale.runs.train import build_trainer
+from stale.core.output_checks import Output, check_outputs
+from stale.pipeline.assemble import absolute_paths, assemble_training, check_prompts, make_dataset
+from stale.pipeline.config import StaleConfig
+from stale.pipeline.train import build_trainer
 from stale.training.runtime import resolve_device, seed_everything, set_threads
 from stale.training.trainer import (SCOPE_BACKWARD, SCOPE_CLIP, SCOPE_LOSSES, SCOPE_STEP, SCOPE_ZERO,
                                     epoch_order)

@@ -31,6 +31,9 @@ from stale.core.errors import StaleError
 RUN_ARTEFACTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "classes.json",
                  "data_report.json", "train.log", "selection.json", "model.pt", "steps.jsonl",
                  "inputs.json", "selection.pt")
+#: the record that makes a folder a ``stale detect`` folder, and its results file
+DETECT_MARKER = "detect.json"
+DETECT_RESULTS = "detections.json"
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
-from stale.core.outputs import Output, check_outputs, check_writable_target
-from stale.text.image import ImageEncoder, load_image_encoder, preprocess_frames
+from stale.core.output_checks import Output, check_outputs, check_writable_target
+from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from stale import __version__
+from stale.core.version import __version__
 from stale.core.config import _blame, apply_overrides, from_dict
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress
-from stale.core.outputs import RUN_ARTEFACTS, Output, check_outputs
+from stale.core.output_checks import RUN_ARTEFACTS, Output, check_outputs
 from stale.data.dataset import VideoFeatureDataset, make_loader
-from stale.model.decoding import Detections, postprocess
-from stale.runs.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
+from stale.pipeline.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
                                  relocate_inputs)
-from stale.runs.config import StaleConfig
+from stale.pipeline.config import StaleConfig
+from stale.pipeline.detectors import build_detector
 from stale.training.checkpoint import find_checkpoint, load_checkpoint
 from stale.training.runtime import resolve_device
 
@@ -38,35 +38,6 @@ log = get_logger("predict")
 #: config keys ``stale predict --set`` may change (the model itself is fixed by its weights)
 PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "text.truncate",
                    "train.device", "train.amp", "train.threads", "two_stage.proposals")
-
-
-class StaleDetector:
-    """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
-    (B,), targets=None) -> Detections`` (paper Sec. 3.3 inference). ``targets`` (the test
-    videos' :class:`~stale.model.outputs.Targets`) are needed only by the ground-truth-mask
-    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground."""
-
-    def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
-        self.model = model
-        self.cfg = cfg
-        self.use_gt_mask = cfg.inference.mask_source == "ground_truth"
-        self.needs_targets = cfg.model.masking.kind == "gt" or self.use_gt_mask
-
-    @torch.no_grad()
-    def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
-                 targets=None) -> Detections:
-        gt_fg = targets.fg_mask if targets is not None else None
-        if self.needs_targets and gt_fg is None:
-            raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
-                             "annotated test videos (their foreground is the mask)")
-        device = features.device
-        self.model.eval()
-        precision = self.cfg.inference.precision
-        use_amp = precision == "bf16" or (precision == "auto" and self.cfg.train.amp and device.type == "cuda")
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
-        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
-        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
 
 
 def detect_dataset(detector, dataset: VideoFeatureDataset, class_names: Sequence[str], batch_size: int,
@@ -190,8 +161,6 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
     ``overrides`` may change inference settings (``inference.top_k=20``), data locations and the
     text weights' location; ``annotations`` / ``features`` replace the recorded data paths.
     """
-    from stale.runs.detectors import build_detector
-
     _check_overrides(overrides)
     ckpt_path = find_checkpoint(run)
     run_dir = ckpt_path.parent

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from stale.training.checkpoint import load_checkpoint, save_checkpoint
-from stale.runs.config import load_run_config
+from stale.pipeline.config import load_run_config
 from stale.data.annotations import load_annotations
 from stale.core.errors import StaleError
-from stale.runs.assemble import feature_store, make_dataset
-from stale.runs.predict import detect_dataset, fuse_video_scores, load_run, run_prediction
-from stale.runs.train import run_training
+from stale.pipeline.assemble import feature_store, make_dataset
+from stale.pipeline.predict import detect_dataset, fuse_video_scores, load_run, run_prediction
+from stale.pipeline.train import run_training
 
 CPU = torch.device("cpu")
 

@@ -442,10 +442,10 @@ def _train_ddp(cfg, folder: Path, procs: int, resume: bool) -> None:
 def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str], device: str | None,
               ddp_procs: int = 1) -> dict:
     from stale.evaluation import evaluate_detection
-    from stale.runs.assemble import assemble_test, make_dataset
-    from stale.runs.config import load_run_config
-    from stale.runs.predict import detect_dataset, load_run
-    from stale.runs.train import run_training
+    from stale.pipeline.assemble import assemble_test, make_dataset
+    from stale.pipeline.config import load_run_config
+    from stale.pipeline.predict import detect_dataset, load_run
+    from stale.pipeline.train import run_training
     from stale.synth.leakage import permute_unseen_names
 
     overrides = cell_overrides(spec, cell, root / "data", extra)
@@ -524,7 +524,7 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     ``variants`` / ``datasets`` / ``settings`` choose subsets by name: a list, or one
     comma-separated string (names that hold commas are matched whole, see :func:`split_names`).
     """
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
 
     spec = load_spec(spec_ref)
     if splits is not None:
@@ -558,7 +558,7 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     spec_map = _spec_mapping(spec)
     cells = cells_of(spec, variants)
     # every cell's config must load before anything runs (a typo fails here, not in cell 37)
-    from stale.runs.config import load_run_config
+    from stale.pipeline.config import load_run_config
 
     for c in cells:
         load_run_config(base_of(spec, c), cell_overrides(spec, c, root / "data", list(overrides)))

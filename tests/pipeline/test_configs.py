@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stale.runs.config import StaleConfig, load_run_config
+from stale.pipeline.config import StaleConfig, load_run_config
 from stale.core.config import to_dict
 from stale.data.splits import load_split
 from stale.core.errors import StaleError

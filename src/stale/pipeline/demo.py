@@ -52,7 +52,7 @@ def demo_synth_config(opts: DemoOptions):
 
 def _check_folder(out: Path) -> None:
     """A demo folder is empty, or one this command made (it has ``data/synth_meta.json``)."""
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
 
     check_outputs([Output(out, "dir", "--out", exists_ok=True)])
     if out.is_dir() and any(out.iterdir()) and not (out / "data" / "synth_meta.json").is_file():
@@ -83,7 +83,7 @@ def _generate(opts: DemoOptions, data_dir: Path) -> dict:
 
 
 def _run_config(opts: DemoOptions, data_dir: Path, extra: list[str]):
-    from stale.runs.config import load_run_config
+    from stale.pipeline.config import load_run_config
 
     return load_run_config(DEMO_CONFIG, [f"data.annotations={data_dir / 'annotations.json'}",
                                          f"data.features.root={data_dir / 'features'}",
@@ -91,7 +91,7 @@ def _run_config(opts: DemoOptions, data_dir: Path, extra: list[str]):
 
 
 def _train(opts: DemoOptions, name: str, run_dir: Path, cfg) -> list[dict]:
-    from stale.runs.train import run_training
+    from stale.pipeline.train import run_training
     from stale.training.checkpoint import load_checkpoint
     from stale.viz.plots import read_metrics
 
@@ -115,8 +115,8 @@ def run_demo(opts: DemoOptions) -> dict:
 
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
     from stale.evaluation import evaluate_detection
-    from stale.runs.assemble import assemble_test, make_dataset
-    from stale.runs.predict import detect_dataset, load_run
+    from stale.pipeline.assemble import assemble_test, make_dataset
+    from stale.pipeline.predict import detect_dataset, load_run
     from stale.synth.leakage import permute_unseen_names
     from stale.viz.plots import plot_timeline, plot_training_curves
 
@@ -200,8 +200,8 @@ def run_demo(opts: DemoOptions) -> dict:
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     atomic_write_json(report / "metrics.json", metrics)
-    from stale.runs.report import build_report
-    from stale.viz.html import write_report
+    from stale.report.folders import build_report
+    from stale.report.render import write_report
 
     write_report(build_report(out).report, report / "index.html")   # the page of this report folder
     table = format_table(results)

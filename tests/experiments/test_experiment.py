@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from stale.core.errors import StaleError
-from stale.runs.experiment import cells_of, list_specs, load_spec, parse_range, select_datasets
+from stale.experiments.runner import cells_of, list_specs, load_spec, parse_range, select_datasets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,7 +184,7 @@ def test_cells_can_train_with_ddp_through_torchrun(tmp_path):
 
 
 def test_names_holding_commas_are_matched_whole():
-    from stale.runs.experiment import split_names
+    from stale.experiments.runner import split_names
 
     known = ["STALE", "STALE, 15 epochs", "control (STALE, permuted names)", "linear probe"]
     assert split_names("STALE, 15 epochs,control (STALE, permuted names),STALE", known) == [
@@ -197,7 +197,7 @@ def test_names_holding_commas_are_matched_whole():
 def test_settings_and_variants_subsets_choose_the_cells(tmp_path):
     """--settings / --variants keep only the named cells (names with commas included); an
     unknown setting is one clear error before anything runs."""
-    from stale.runs.experiment import run_experiment
+    from stale.experiments.runner import run_experiment
 
     spec = dict(SPEC, splits=[0], settings={"75/25": ["protocol.setting=75"], "50/50": ["protocol.setting=50"]},
                 variants={"STALE": [], "STALE, tiny": ["model.width=32"], "control (STALE, permuted)": {"control_of": "STALE"}})
@@ -206,7 +206,7 @@ def test_settings_and_variants_subsets_choose_the_cells(tmp_path):
     with pytest.raises(StaleError, match="--settings: no setting '25/75'"):
         run_experiment(path, tmp_path / "bad", settings="25/75")
     assert not (tmp_path / "bad").exists()
-    import stale.runs.experiment as ex
+    import stale.experiments.runner as ex
 
     ran = []
     real = ex._launch
@@ -223,8 +223,8 @@ def test_settings_and_variants_subsets_choose_the_cells(tmp_path):
 def test_a_second_invocation_adds_to_the_folder_spec(tmp_path):
     """Two subsets run into one folder: its experiment.json spec is the union, so summarize
     tabulates both."""
-    from stale.runs.experiment import run_experiment
-    import stale.runs.experiment as ex
+    from stale.experiments.runner import run_experiment
+    import stale.experiments.runner as ex
 
     spec = dict(SPEC, splits=[0, 1], variants={"A": [], "B": ["model.width=32"]})
     path = tmp_path / "s.yaml"
@@ -252,7 +252,7 @@ def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
     with pytest.raises(StaleError, match="variants.clip.datasets: no dataset 'c'"):
         load_spec(bad)
     # narrowed by --datasets, the restricted variant's mapping still loads (it travels to workers)
-    from stale.runs.experiment import _spec_mapping, select_datasets
+    from stale.experiments.runner import _spec_mapping, select_datasets
 
     s2 = load_spec(spec)
     select_datasets(s2, ["b"])

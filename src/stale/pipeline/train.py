@@ -24,11 +24,11 @@ from stale.core.config import to_dict
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
 from stale.core.logs import RunLog, get_logger
-from stale.core.outputs import prepare_run_folder
-from stale.runs.assemble import (TrainingData, absolute_paths, assemble_training, check_prompts,
+from stale.core.output_checks import prepare_run_folder
+from stale.pipeline.assemble import (TrainingData, absolute_paths, assemble_training, check_prompts,
                                  make_dataset, num_workers, record_inputs)
-from stale.runs.detectors import build_trainable, text_tower
-from stale.runs.config import StaleConfig
+from stale.pipeline.detectors import build_trainable, text_tower
+from stale.pipeline.config import StaleConfig
 from stale.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from stale.training.runtime import resolve_device, seed_everything, set_threads
 
@@ -44,8 +44,8 @@ def _selection(cfg: StaleConfig, data: TrainingData, device: torch.device):
     if cfg.train.select == "val_loss":
         return Selection("val_total" if data.val_videos else "train_total", "min")
     from stale.evaluation import evaluate_detection
-    from stale.runs.detectors import make_detector
-    from stale.runs.predict import detect_dataset
+    from stale.pipeline.detectors import make_detector
+    from stale.pipeline.predict import detect_dataset
 
     tower = None if cfg.method == "stale" else text_tower(cfg)
     sel = make_dataset(data.selection_videos, data.store, cfg, classes=data.selection_classes)
@@ -154,7 +154,7 @@ def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, ou
     model = model.to(device)
     extra = _checkpoint_extra(cfg, data)
     if cfg.method != "stale":
-        from stale.runs.detectors import tower_fingerprint
+        from stale.pipeline.detectors import tower_fingerprint
 
         extra["text_tower"] = tower_fingerprint(text_tower(cfg))
     dist = dist if dist is not None else DistInfo()
@@ -190,7 +190,7 @@ def _fit_without_trainer(cfg: StaleConfig, data: TrainingData, out_dir: Path, ru
     import json
     import time
 
-    from stale.runs.detectors import tower_fingerprint
+    from stale.pipeline.detectors import tower_fingerprint
     from stale.training.checkpoint import save_checkpoint
 
     t0 = time.perf_counter()

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-import stale.runs.train as training
+import stale.pipeline.train as training
 from stale.training.checkpoint import load_checkpoint
-from stale.runs.config import load_run_config
+from stale.pipeline.config import load_run_config
 from stale.core.errors import StaleError
-from stale.runs.train import run_training
+from stale.pipeline.train import run_training
 
 SEEN = ["high jump", "long jump", "pole vault", "shot put"]
 UNSEEN = ["hammer throw", "discus throw"]

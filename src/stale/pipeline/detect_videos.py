@@ -4,7 +4,7 @@ For each video: decode it and extract CLIP image features of its clips (``stale 
 cached in ``OUT/features`` with extract's own index, so a second run -- or one after an
 interruption -- reuses them), then detect the named classes, given as free text:
 
-* with ``run``: the trained run's detector (:func:`stale.runs.predict.load_run`); the run must
+* with ``run``: the trained run's detector (:func:`stale.pipeline.predict.load_run`); the run must
   have been trained on features of the same kind (the channel count is checked before any video
   is decoded, and so are the image-encoder settings when the run's feature folder says how it was
   made);
@@ -20,7 +20,7 @@ Outputs in ``OUT`` (every path checked before any work, every file written atomi
 * ``detections.csv``: one row per detection (``video,label,start,end,score``);
 * ``subtitles/<video>.srt``: the best detections as subtitles (``label (score)``);
 * ``timelines/<video>.png``: the best detections on a time axis;
-* ``report.html``: the interactive report (:mod:`stale.viz.html`), playing the source videos;
+* ``report.html``: the interactive report (:mod:`stale.report`), playing the source videos;
 * ``detect.json``: the settings, per-video facts and timings (decode, features, detection);
 * ``features/``: the cached features (``stale extract``'s layout).
 
@@ -42,12 +42,13 @@ from typing import Sequence
 
 from stale.core.errors import StaleError
 from stale.core.logs import get_logger
+from stale.core.output_checks import DETECT_MARKER, DETECT_RESULTS
 
 log = get_logger("detect")
 
 FORMAT = "stale-detect/1"
-MARKER = "detect.json"
-RESULTS = "detections.json"
+MARKER = DETECT_MARKER
+RESULTS = DETECT_RESULTS
 CSV_NAME = "detections.csv"
 REPORT = "report.html"
 FEATURES = "features"
@@ -63,7 +64,7 @@ class DetectOptions:
 
     classes: names, ``"a,b"`` or ``"@file"`` (one per line, or a JSON list).
     run: trained run folder or checkpoint; None = the training-free CLIP detector.
-    weights / arch / seed: the CLIP image tower (:func:`stale.text.image.load_image_encoder`);
+    weights / arch / seed: the CLIP image tower (:func:`stale.text.image_tower.load_image_encoder`);
         without ``run`` also the text tower, from the same checkpoint.
     clip_frames / stride / frames_per_clip / batch_size: feature extraction (docs/extract.md).
     overrides: ``key=value`` settings of the detector: ClipDetectorConfig fields
@@ -170,7 +171,7 @@ def _check_outputs(out: Path, videos: list[Path], inputs: Sequence[str | os.Path
                    extra_inputs: Sequence[str | os.PathLike | None], overwrite: bool) -> dict | None:
     """Refuse before any work: outputs colliding with inputs, and existing files this command
     did not write with these settings (unless ``overwrite``). Returns the previous record."""
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
 
     prev = _previous(out) if out.is_dir() else None
     same = prev is not None and all(prev.get(k) == settings.get(k) for k in _SETTING_KEYS)
@@ -227,8 +228,8 @@ def _clip_detector(opts: DetectOptions, encoder, classes: list[str], device):
 def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
     """The trained run's detector; its features must be of the kind extracted here."""
     from stale.core.io import read_json
-    from stale.runs.assemble import check_prompts
-    from stale.runs.predict import load_run
+    from stale.pipeline.assemble import check_prompts
+    from stale.pipeline.predict import load_run
 
     run = load_run(opts.run, device, opts.overrides)
     want = int(run.cfg.model.input_dim)
@@ -260,10 +261,10 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
 
     from stale.core.hub import preflight_weights
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
-    from stale.runs.extract import (ExtractConfig, check_extract_output, extract_videos, find_videos,
+    from stale.pipeline.extract import (ExtractConfig, check_extract_output, extract_videos, find_videos,
                                     setting_conflicts)
-    from stale.runs.predict import read_class_names
-    from stale.text.image import load_image_encoder
+    from stale.pipeline.predict import read_class_names
+    from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device
 
     t_all = time.perf_counter()
@@ -374,8 +375,8 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
               "outputs": {"results": RESULTS, "csv": CSV_NAME, "report": REPORT,
                           "subtitles": SUBTITLES, "timelines": TIMELINES}}
     atomic_write_json(files["record"], record)
-    from stale.runs.report import build_report
-    from stale.viz.html import write_report
+    from stale.report.folders import build_report
+    from stale.report.render import write_report
 
     write_report(build_report(out, page=files["report"]).report, files["report"])
     sources = {vid: Path(f["source"]) for vid, f in facts.items()}

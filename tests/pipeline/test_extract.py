@@ -16,7 +16,7 @@ from stale.data.annotations import load_annotations
 from stale.data.features import FeatureStore
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
-from stale.runs.extract import (ExtractConfig, clip_frame_indices, clip_offsets, extract_videos,
+from stale.pipeline.extract import (ExtractConfig, clip_frame_indices, clip_offsets, extract_videos,
                            load_image_encoder, preprocess_frames)
 
 av = pytest.importorskip("av")
@@ -270,7 +270,7 @@ def test_progress_counts_encoded_clips_and_ends_with_the_encoding(tmp_path, vide
     enc = load_image_encoder(weights=str(tiny_weights))
     forward = enc.tower.forward
     enc.tower.forward = lambda x: calls.append(len(x)) or forward(x)
-    from stale.runs.extract import encode_video
+    from stale.pipeline.extract import encode_video
 
     feats, info = encode_video(videos / "colours.mp4", enc, cfg(batch_size=2, progress=True))
     T = feats.shape[0]
