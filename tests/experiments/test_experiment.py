@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from stale.core.errors import StaleError
-from stale.experiments.runner import cells_of, list_specs, load_spec, parse_range, select_datasets
+from stale.experiments.cells import cells_of, select_datasets
+from stale.experiments.spec import list_specs, load_spec, parse_range
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,7 +185,7 @@ def test_cells_can_train_with_ddp_through_torchrun(tmp_path):
 
 
 def test_names_holding_commas_are_matched_whole():
-    from stale.experiments.runner import split_names
+    from stale.experiments.spec import split_names
 
     known = ["STALE", "STALE, 15 epochs", "control (STALE, permuted names)", "linear probe"]
     assert split_names("STALE, 15 epochs,control (STALE, permuted names),STALE", known) == [
@@ -209,12 +210,12 @@ def test_settings_and_variants_subsets_choose_the_cells(tmp_path):
     import stale.experiments.runner as ex
 
     ran = []
-    real = ex._launch
-    ex._launch = lambda spec_map, root, cells, *a, **k: ran.extend(cells)
+    real = ex.launch
+    ex.launch = lambda spec_map, root, cells, *a, **k: ran.extend(cells)
     try:
         run_experiment(path, tmp_path / "out", settings="50/50", variants="STALE, tiny,control (STALE, permuted)")
     finally:
-        ex._launch = real
+        ex.launch = real
     # the control needs the STALE cells it reuses; 75/25 is left out
     assert sorted((c.variant, c.setting) for c in ran) == [
         ("STALE", "50/50"), ("STALE, tiny", "50/50"), ("control (STALE, permuted)", "50/50")]
@@ -229,13 +230,13 @@ def test_a_second_invocation_adds_to_the_folder_spec(tmp_path):
     spec = dict(SPEC, splits=[0, 1], variants={"A": [], "B": ["model.width=32"]})
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
-    real = ex._launch
-    ex._launch = lambda *a, **k: None
+    real = ex.launch
+    ex.launch = lambda *a, **k: None
     try:
         run_experiment(path, tmp_path / "out", variants="A", splits=[0])
         run_experiment(path, tmp_path / "out", variants="B", splits=[1])
     finally:
-        ex._launch = real
+        ex.launch = real
     meta = json.loads((tmp_path / "out" / "experiment.json").read_text())
     assert list(meta["spec"]["variants"]) == ["A", "B"] and meta["spec"]["splits"] == [0, 1]
 
@@ -252,7 +253,8 @@ def test_a_variant_may_apply_to_some_datasets_only(tmp_path):
     with pytest.raises(StaleError, match="variants.clip.datasets: no dataset 'c'"):
         load_spec(bad)
     # narrowed by --datasets, the restricted variant's mapping still loads (it travels to workers)
-    from stale.experiments.runner import _spec_mapping, select_datasets
+    from stale.experiments.cells import select_datasets
+    from stale.experiments.spec import spec_mapping as _spec_mapping
 
     s2 = load_spec(spec)
     select_datasets(s2, ["b"])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stale.core.version import __version__
-from stale.core.config import _blame, apply_overrides, from_dict
+from stale.core.config import blame_override, apply_overrides, from_dict
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress
@@ -168,7 +168,7 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
     try:
         cfg = from_dict(StaleConfig, apply_overrides(ckpt["config"], list(overrides)))
     except StaleError as exc:   # the run's own config was valid: a --set argument is at fault
-        culprit = _blame(exc, list(overrides)) if overrides else None
+        culprit = blame_override(exc, list(overrides)) if overrides else None
         if culprit is None:
             raise
         raise StaleError(f"--set {culprit}: {exc}") from None
