@@ -12,10 +12,18 @@ import torch
 from stale.pipeline.config import load_run_config
 from stale.core.errors import StaleError
 from stale.pipeline.assemble import (available_videos, feature_store, load_run_annotations, make_dataset,
-                                 resolve_protocol, split_holdout, train_test_sets)
+                                     resolve_protocol, split_holdout, train_filter_policy)
 
 SEEN = ["high jump", "long jump", "pole vault", "shot put"]
 UNSEEN = ["hammer throw", "discus throw"]
+
+
+def train_test_sets(cfg, ann, protocol):
+    """The protocol's training videos (as assemble_training selects them, before features and
+    hold-out) and test videos (as assemble_test selects them)."""
+    train = ann.subset(cfg.data.train_subset).filter_classes(protocol.train_classes, train_filter_policy(cfg))
+    test = ann.subset(cfg.data.test_subset).filter_classes(protocol.test_classes, "test")
+    return train, test
 
 
 def _cfg(root, tiny_config, *extra):

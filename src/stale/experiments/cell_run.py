@@ -51,8 +51,9 @@ def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = 
     return record
 
 
-def _train_ddp(cfg, folder: Path, procs: int, resume: bool) -> None:
-    """Train a cell with ``procs`` DDP processes through torchrun (one GPU each; gloo on CPU)."""
+def _train_ddp(cfg, folder: Path, procs: int, resume: bool, overwrite: bool = True) -> None:
+    """Train a cell with ``procs`` DDP processes through torchrun (one GPU each; gloo on CPU);
+    the signature of ``run_training`` (a run not resumed always starts afresh)."""
     import subprocess
     import sys
 
@@ -74,12 +75,14 @@ def _train_ddp(cfg, folder: Path, procs: int, resume: bool) -> None:
 
 def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str], device: str | None,
               ddp_procs: int = 1) -> dict:
-    from stale.evaluation import evaluate_detection
+    from functools import partial
+
     from stale.pipeline.assemble import assemble_test, make_dataset
     from stale.pipeline.config import load_run_config
-    from stale.pipeline.predict import detect_dataset, load_run
+    from stale.pipeline.predict import load_run
+    from stale.pipeline.results import write_results
     from stale.pipeline.train import run_training
-    from stale.synth.leakage import permute_unseen_names
+    from stale.pipeline.zero_shot import train_or_resume, zero_shot
 
     overrides = cell_overrides(spec, cell, root / "data", extra)
     if device:
@@ -92,30 +95,19 @@ def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str]
             raise StaleError(f"the reused cell {run_dir} has not finished")
     else:
         run_dir = folder
-        interrupted = (run_dir / "last.pt").is_file() and not (run_dir / "selection.json").is_file()
-        if interrupted or not (run_dir / "best.pt").is_file():
-            if ddp_procs > 1:
-                _train_ddp(cfg, run_dir, ddp_procs, resume=interrupted)
-            else:   # an interrupted cell resumes; leftovers of a failed attempt move aside
-                run_training(cfg, run_dir, resume=interrupted, overwrite=not interrupted)
+        train_or_resume(cfg, run_dir, cell.key, partial(_train_ddp, procs=ddp_procs) if ddp_procs > 1 else run_training)
     run = load_run(run_dir, device or cfg.train.device, variant.predict)
     test = assemble_test(run.cfg)
     classes = list(test.classes)
-    names = permute_unseen_names(classes, classes, cell.seed) if variant.permute_names else classes
     ds = make_dataset(test.videos, test.store, run.cfg,
                       classes=classes if getattr(run.detector, "needs_targets", False) else None, cache=False)
-    results = detect_dataset(run.detector, ds, names, 32, run.device)
-    if variant.permute_names:
-        back = dict(zip(names, classes))
-        results = {v: [dict(d, label=back[d["label"]]) for d in items] for v, items in results.items()}
     gt = test.ground_truth.to_activitynet_json()
-    metric = evaluate_detection(gt, {"results": results}, subset=run.cfg.data.test_subset,
-                                tiou_thresholds=tiou_of(spec, cell, run.cfg))
+    scored = zero_shot(run, test, ds, tiou_of(spec, cell, run.cfg),
+                       permute_seed=cell.seed if variant.permute_names else None, ground_truth=gt)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "predictions.json", {"results": results, "external_data": {"used": False},
-                                                     "classes": classes, "asked_as": names}, indent=None)
+    write_results(folder / "predictions.json", scored.results, classes, asked_as=scored.asked_as)
     atomic_write_json(folder / "ground_truth.json", gt, indent=None)
-    metrics = metric.to_json()
+    metrics = scored.metric.to_json()
     atomic_write_json(folder / "metrics.json", metrics)
     sel = read_json(run_dir / "selection.json") if (run_dir / "selection.json").is_file() else {}
     return {"metrics": {k: metrics[k] for k in ("tiou", "mAP", "average_mAP", "per_class_ap")},

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -158,17 +158,6 @@ def resolve_protocol(cfg: StaleConfig, ann: AnnotationSet) -> Protocol:
 
 def train_filter_policy(cfg: StaleConfig) -> str:
     return "train_drop" if cfg.protocol.unseen_in_train == "drop" else "train"
-
-
-def train_test_sets(cfg: StaleConfig, ann: AnnotationSet, protocol: Protocol,
-                    train_classes: Sequence[str] | None = None) -> tuple[AnnotationSet, AnnotationSet]:
-    """Training videos (segments of the training classes; the others become background, or the
-    video is dropped: ``protocol.unseen_in_train``) and test videos (those containing a test
-    class, with only their test-class segments)."""
-    classes = list(train_classes if train_classes is not None else protocol.train_classes)
-    train = ann.subset(cfg.data.train_subset).filter_classes(classes, train_filter_policy(cfg))
-    test = ann.subset(cfg.data.test_subset).filter_classes(protocol.test_classes, "test")
-    return train, test
 
 
 def split_holdout(videos: Sequence[Video], fraction: float, seed: int) -> tuple[list[Video], list[Video]]:

@@ -91,21 +91,10 @@ def _run_config(opts: DemoOptions, data_dir: Path, extra: list[str]):
 
 
 def _train(opts: DemoOptions, name: str, run_dir: Path, cfg) -> list[dict]:
-    from stale.pipeline.train import run_training
-    from stale.training.checkpoint import load_checkpoint
+    from stale.pipeline.zero_shot import train_or_resume
     from stale.viz.plots import read_metrics
 
-    last = run_dir / "last.pt"
-    if last.is_file():
-        done = int(load_checkpoint(last)["epoch"]) + 1
-        if done >= cfg.train.epochs:
-            log.info("      %s: reusing the finished run in %s", name, run_dir)
-            return read_metrics(run_dir / "metrics.jsonl")
-        log.info("      %s: resuming %s after epoch %d", name, run_dir, done)
-        run_training(cfg, run_dir, resume=True)
-    else:
-        log.info("      %s: training (%d epochs) -> %s", name, cfg.train.epochs, run_dir)
-        run_training(cfg, run_dir, overwrite=run_dir.exists())
+    train_or_resume(cfg, run_dir, name)
     return read_metrics(run_dir / "metrics.jsonl")
 
 
@@ -114,10 +103,10 @@ def run_demo(opts: DemoOptions) -> dict:
     import torch
 
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
-    from stale.evaluation import evaluate_detection
     from stale.pipeline.assemble import assemble_test, make_dataset
-    from stale.pipeline.predict import detect_dataset, load_run
-    from stale.synth.leakage import permute_unseen_names
+    from stale.pipeline.predict import load_run
+    from stale.pipeline.results import write_results
+    from stale.pipeline.zero_shot import zero_shot
     from stale.viz.plots import plot_timeline, plot_training_curves
 
     t_start = time.perf_counter()
@@ -149,35 +138,28 @@ def run_demo(opts: DemoOptions) -> dict:
     videos, unseen = test.videos, list(test.classes)
     dataset = make_dataset(videos, test.store, cfg)
     device = torch.device("cpu")
-    predictions = {}
+    gt = test.ground_truth.to_activitynet_json()
+    scored = {}
     for name, (slug, _) in METHODS.items():
         run = load_run(runs_dir / slug, device)
-        predictions[name] = detect_dataset(run.detector, dataset, unseen, 32, device)
+        scored[name] = zero_shot(run, test, dataset, "thumos14", ground_truth=gt)
         if name == "STALE":
             # leakage control: ask for class i under the name of another unseen class, and
             # score the answers as class i
-            permuted = permute_unseen_names(unseen, unseen, opts.seed)
-            back = dict(zip(permuted, unseen))
-            raw = detect_dataset(run.detector, dataset, permuted, 32, device)
-            predictions[CONTROL] = {v: [dict(it, label=back[it["label"]]) for it in items]
-                                    for v, items in raw.items()}
+            scored[CONTROL] = zero_shot(run, test, dataset, "thumos14", permute_seed=opts.seed, ground_truth=gt)
+    predictions = {name: s.results for name, s in scored.items()}
     timings["predict"] = time.perf_counter() - t0
 
     log.info("[4/5] scoring (ActivityNet mAP, tIoU 0.3:0.1:0.7) ...")
-    gt = test.ground_truth.to_activitynet_json()
-    results = {name: evaluate_detection(gt, {"results": preds}, subset=cfg.data.test_subset,
-                                        tiou_thresholds="thumos14")
-               for name, preds in predictions.items()}
+    results = {name: s.metric for name, s in scored.items()}
 
     log.info("[5/5] writing the report ...")
     report.mkdir(parents=True, exist_ok=True)
     atomic_write_json(report / "ground_truth.json", gt, indent=None)
     slugs = {"STALE": "stale", "STALE w/o masking": "stale_no_mask", CONTROL: "control_permuted_names"}
     for name, preds in predictions.items():
-        atomic_write_json(report / f"predictions_{slugs[name]}.json",
-                          {"version": "stale demo", "method": name, "results": preds,
-                           "external_data": {"used": False}, "classes": unseen,
-                           **({"control_of": "STALE"} if name == CONTROL else {})}, indent=None)
+        write_results(report / f"predictions_{slugs[name]}.json", preds, unseen, method=name,
+                      **({"control_of": "STALE"} if name == CONTROL else {}))
     plot_training_curves(histories, report / "training_curve.png")
     # the most varied videos first (distinct unseen classes), then those with about 6 instances
     with_gt = sorted((v for v in videos if v.segments),

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
+from stale.core.logs import progress_bar
 from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.output_checks import Output, check_outputs, check_writable_target
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
@@ -83,7 +84,7 @@ class ExtractConfig:
     skip_bad:        skip unreadable videos (counted) instead of failing.
     allow_truncated: keep the decodable part of a truncated video (counted) instead of failing.
     seed:            seed of the random weights (weights="random").
-    progress:        show a tqdm bar per video.
+    progress:        show a progress bar per video (on a terminal).
     """
 
     arch: str = "ViT-B-16"
@@ -212,13 +213,11 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
     """
     import time
 
-    from tqdm import tqdm
-
     path = Path(path)
     device = device or torch.device(cfg.device)
     offsets = clip_offsets(cfg.clip_frames, cfg.frames_per_clip)
     container = _open_video(path)
-    bar = tqdm(desc=path.name, unit="clip", disable=not cfg.progress, leave=False)
+    bar = progress_bar(desc=path.name, unit="clip", enabled=cfg.progress)
     t_start, t_encode = time.perf_counter(), 0.0
     try:
         stream = container.streams.video[0]

@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from stale.core.version import __version__
 from stale.core.config import blame_override, apply_overrides, from_dict
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
@@ -30,6 +29,7 @@ from stale.pipeline.assemble import (assemble_test, check_prompts, load_run_anno
                                  relocate_inputs)
 from stale.pipeline.config import StaleConfig
 from stale.pipeline.detectors import build_detector
+from stale.pipeline.results import write_results
 from stale.training.checkpoint import find_checkpoint, load_checkpoint
 from stale.training.runtime import resolve_device
 
@@ -299,11 +299,9 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
                     f"({missing} videos had no scores)"}
         log.warning("WARNING: results fused with an external classifier trained on all classes; "
                     "they are not zero-shot numbers")
-    payload = {"version": f"stale {__version__}", "results": results, "external_data": external,
-               "classes": class_names, "checkpoint": run.checkpoint,
-               "data_report": {"missing_features": test.report.missing_features,
-                               "classes_without_ground_truth": test.report.protocol.get("without_ground_truth", [])}}
-    atomic_write_json(out, payload, indent=None)
+    payload = write_results(out, results, class_names, external, checkpoint=run.checkpoint,
+                            data_report={"missing_features": test.report.missing_features,
+                                         "classes_without_ground_truth": test.report.protocol.get("without_ground_truth", [])})
     if gt_out:
         atomic_write_json(gt_out, test.ground_truth.to_activitynet_json(), indent=None)
     n = sum(len(v) for v in results.values())
