@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "stale"
 # each package may import only the packages of its own or a lower rank
 RANK = {"core": 0, "data": 1, "text": 1, "evaluation": 1, "synth": 2, "model": 3, "training": 4,
-        "baselines": 5, "viz": 5, "report": 6, "pipeline": 7, "experiments": 8, "cli": 9}
+        "baselines": 5, "viz": 5, "reporting": 6, "pipeline": 7, "experiments": 8, "cli": 9}
 TOP = {"api": 9, "__init__": 9, "__main__": 10}
 
 
@@ -123,3 +123,18 @@ def test_predict_does_not_import_the_trainer():
             seen.add(m)
             todo += GRAPH[m]
     assert "stale.training.trainer" not in seen and "stale.pipeline.train" not in seen
+
+
+# private names another module still imports, in modules this check does not own yet
+# (model/ and baselines/ are being changed elsewhere; decoding's helper becomes public there)
+PRIVATE_IMPORTS_ALLOWED = {("stale.baselines.segments", "stale.model.decoding", "_first_of_duplicates")}
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = set()
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stale"):
+                found |= {(name, node.module, a.name) for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")}
+    assert found <= PRIVATE_IMPORTS_ALLOWED, sorted(found - PRIVATE_IMPORTS_ALLOWED)

@@ -31,31 +31,28 @@ def add_arguments(parser):
 
 
 def run(args):
+    from stale import api
     from stale.core.errors import StaleError
-    from stale.experiments import runner as ex
-    from stale.experiments.spec import list_specs, load_spec, parse_range
-    from stale.experiments.summary import format_results, summarize
+    from stale.experiments.spec import load_spec
+    from stale.experiments.summary import format_results
 
     if args.spec == "list":
-        for name in list_specs():
+        for name in api.list_experiments():
             print(name)
         return 0
     if args.spec == "summarize":
         if not args.folder:
             raise StaleError("summarize: give the experiment folder (stale experiment summarize DIR)")
-        res = summarize(args.folder)
+        res = api.summarize_experiment(args.folder)
         print(format_results(load_spec(res["spec"]), res))
         return 0
     if not args.out:
         raise StaleError("give --out DIR for the experiment's cells and results")
-    res = ex.run_experiment(
-        args.spec, args.out,
-        splits=parse_range(args.splits) if args.splits else None,
-        seeds=parse_range(args.seeds, "--seeds") if args.seeds else None,
-        variants=args.variants or None, datasets=args.datasets or None, settings=args.settings or None,
-        overrides=args.overrides, jobs=args.jobs, launcher=args.launcher,
-        slurm={"partition": args.partition, "time": args.time, "gpus": args.gpus_per_job, "cpus": args.cpus_per_job,
-               "parallel": args.jobs}, ddp_procs=args.ddp_procs)
+    res = api.experiment(args.spec, args.out, splits=args.splits or None, seeds=args.seeds or None,
+                         variants=args.variants, settings=args.settings, datasets=args.datasets,
+                         overrides=args.overrides, jobs=args.jobs, launcher=args.launcher, partition=args.partition,
+                         time=args.time, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
+                         ddp_procs=args.ddp_procs)
     print(format_results(load_spec(res["spec"]), res))
     print(f"results: {args.out}/results.json, results.md, results.png")
     if res["failed"]:

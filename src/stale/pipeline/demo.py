@@ -182,8 +182,8 @@ def run_demo(opts: DemoOptions) -> dict:
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     atomic_write_json(report / "metrics.json", metrics)
-    from stale.report.folders import build_report
-    from stale.report.render import write_report
+    from stale.reporting.folders import build_report
+    from stale.reporting.render import write_report
 
     write_report(build_report(out).report, report / "index.html")   # the page of this report folder
     table = format_table(results)

@@ -20,7 +20,7 @@ Outputs in ``OUT`` (every path checked before any work, every file written atomi
 * ``detections.csv``: one row per detection (``video,label,start,end,score``);
 * ``subtitles/<video>.srt``: the best detections as subtitles (``label (score)``);
 * ``timelines/<video>.png``: the best detections on a time axis;
-* ``report.html``: the interactive report (:mod:`stale.report`), playing the source videos;
+* ``report.html``: the interactive report (:mod:`stale.reporting`), playing the source videos;
 * ``detect.json``: the settings, per-video facts and timings (decode, features, detection);
 * ``features/``: the cached features (``stale extract``'s layout).
 
@@ -375,8 +375,8 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
               "outputs": {"results": RESULTS, "csv": CSV_NAME, "report": REPORT,
                           "subtitles": SUBTITLES, "timelines": TIMELINES}}
     atomic_write_json(files["record"], record)
-    from stale.report.folders import build_report
-    from stale.report.render import write_report
+    from stale.reporting.folders import build_report
+    from stale.reporting.render import write_report
 
     write_report(build_report(out, page=files["report"]).report, files["report"])
     sources = {vid: Path(f["source"]) for vid, f in facts.items()}

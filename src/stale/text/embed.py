@@ -8,6 +8,7 @@ class semantics, and ``stale text-embed`` writes it to disk.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -73,3 +74,35 @@ def embed_class_names(names: Sequence[str], weights: str | os.PathLike | None = 
         feats = tower.encode_token_ids(ids.to(dev), eos.to(dev)).float()
     feats = torch.nn.functional.normalize(feats, dim=-1)
     return feats.cpu().numpy().astype(np.float32)
+
+
+def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
+    """Class names from ``--classes`` or ``--classes-file`` (blank lines ignored, names stripped);
+    a file that is not UTF-8, an empty list and a name listed twice are errors naming the source."""
+    from stale.core.io import parse_json_bytes, read_text
+
+    if classes is not None:
+        names = [c.strip() for c in classes.split(",")]
+        where = "--classes"
+    else:
+        path = Path(classes_file).expanduser()
+        text = read_text(path, "class file")
+        where = str(path)
+        if path.suffix == ".json":
+            data = parse_json_bytes(text.encode("utf-8"), str(path))
+            if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
+                raise StaleError(f"{path}: expected a JSON list of class names")
+            names = [c.strip() for c in data]
+        else:
+            names = [line.strip() for line in text.splitlines()]
+    if any(not n for n in names) and classes is not None:
+        raise StaleError(f"{where}: empty class name in {classes!r}")
+    names = [n for n in names if n]
+    if not names:
+        raise StaleError(f"{where}: no class names given")
+    first: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in first:
+            raise StaleError(f"{where}: class {n!r} is listed twice (entries {first[n] + 1} and {i + 1})")
+        first[n] = i
+    return names

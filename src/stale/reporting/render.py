@@ -12,16 +12,16 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from stale.report.page import Block, Report, VideoView
+from stale.reporting.page import Block, Report, VideoView
 
 GENERATOR = "stale report"   # <meta name="generator">: marks pages stale may regenerate
 
 
 def asset(name: str) -> str:
-    """The text of a file of ``stale/report/assets`` (package data; read when a page is rendered)."""
+    """The text of a file of ``stale/reporting/assets`` (package data; read when a page is rendered)."""
     from importlib.resources import files
 
-    return files("stale.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return files("stale.reporting").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _e(x: Any) -> str:

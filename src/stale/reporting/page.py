@@ -1,7 +1,7 @@
 """The report page as data: :class:`Report` (sections of text, fact lists, tables and pictures,
 plus the videos), :class:`VideoView` (one video's detections and ground truth) and the block
-constructors; :mod:`stale.report.render` turns a :class:`Report` into one self-contained HTML
-file and :func:`stale.report.render.write_report` writes it (atomic).
+constructors; :mod:`stale.reporting.render` turns a :class:`Report` into one self-contained HTML
+file and :func:`stale.reporting.render.write_report` writes it (atomic).
 
 Per video, the page shows an HTML5 player when the source video exists (referenced by a path
 relative to the page, :func:`relative_src`, never copied); a timeline with one track per class

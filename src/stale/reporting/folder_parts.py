@@ -1,4 +1,4 @@
-"""Parts shared by the pages of the kinds of output folder (:mod:`stale.report.folder_pages`):
+"""Parts shared by the pages of the kinds of output folder (:mod:`stale.reporting.folder_pages`):
 reading a folder's JSON files (an unreadable one becomes a note on the page), choosing and
 drawing test videos, evaluating stored predictions, the training-curves section."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stale.core.errors import StaleError
-from stale.report.page import Report, Section, VideoView, image, table, warn
+from stale.reporting.page import Report, Section, VideoView, image, table, warn
 
 MAX_VIDEOS = 6   # videos shown in evaluated reports (the most varied test videos)
 

@@ -1,4 +1,4 @@
-"""``stale report``: the HTML report (:mod:`stale.report.render`) of whatever a folder holds.
+"""``stale report``: the HTML report (:mod:`stale.reporting.render`) of whatever a folder holds.
 
 Recognised folders (first match wins):
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from stale.core.errors import StaleError
 from stale.core.output_checks import DETECT_MARKER
-from stale.report.folder_parts import BuiltReport
-from stale.report.folder_pages import demo_page, detect_page, experiment_page, run_page
+from stale.reporting.folder_parts import BuiltReport
+from stale.reporting.folder_pages import demo_page, detect_page, experiment_page, run_page
 
 
 def _is_demo_report(folder: Path) -> bool:
@@ -101,7 +101,7 @@ def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None =
     An existing file at the output is replaced only when it is a page stale wrote (its generator
     tag) or with ``overwrite``."""
     from stale.core.output_checks import Output, check_outputs
-    from stale.report.render import is_stale_report, write_report
+    from stale.reporting.render import is_stale_report, write_report
 
     _, default = folder_kind(path)
     target = Path(out) if out is not None else default

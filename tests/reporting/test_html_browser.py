@@ -21,9 +21,9 @@ CLASSES = ["red square", "blue circle"]
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from stale.report.page import Report, Section, VideoView, paragraph as p, relative_src
-    from stale.report.render import write_report
-    from stale.report.summaries import evaluation_sections
+    from stale.reporting.page import Report, Section, VideoView, paragraph as p, relative_src
+    from stale.reporting.render import write_report
+    from stale.reporting.summaries import evaluation_sections
 
     root = tmp_path_factory.mktemp("html")
     video = write_shapes_video(root / "media" / "clip one.mp4", [(4, "red square"), (4, None), (4, "blue circle")])
@@ -166,7 +166,7 @@ def test_screenshot_is_not_blank(browser, page):
 
 @pytest.mark.parametrize("kind", ["demo", "run", "bare run", "experiment"])
 def test_folder_reports_load_without_errors(browser, tmp_path, kind):
-    from stale.report.folders import write_folder_report
+    from stale.reporting.folders import write_folder_report
 
     folder = {"demo": lambda: make_demo_folder(tmp_path / "d"), "run": lambda: make_run_folder(tmp_path / "r"),
               "bare run": lambda: make_run_folder(tmp_path / "b", with_predictions=False),

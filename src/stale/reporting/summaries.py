@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from stale.report.page import Block, Section, image, paragraph, table
+from stale.reporting.page import Block, Section, image, paragraph, table
 
 
 def percent(x: Any) -> str:

@@ -1,15 +1,15 @@
 """The report page of each kind of output folder: a ``stale detect`` folder, a demo, an
-experiment, a run (see :mod:`stale.report.folders` for how a folder's kind is recognised)."""
+experiment, a run (see :mod:`stale.reporting.folders` for how a folder's kind is recognised)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from stale.core.output_checks import DETECT_MARKER, DETECT_RESULTS
-from stale.report.folder_parts import (BuiltReport, evaluate_methods, notes_section, pick_videos, read_or_note,
+from stale.reporting.folder_parts import (BuiltReport, evaluate_methods, notes_section, pick_videos, read_or_note,
                                        results_of, training_curves_section, video_views)
-from stale.report.page import Report, Section, VideoView, facts, image, paragraph, relative_src, table, warn
-from stale.report.summaries import control_rows, evaluation_sections, percent
+from stale.reporting.page import Report, Section, VideoView, facts, image, paragraph, relative_src, table, warn
+from stale.reporting.summaries import control_rows, evaluation_sections, percent
 
 
 def detect_page(folder: Path, page: Path) -> BuiltReport:

@@ -11,9 +11,9 @@ import pytest
 
 from report_util import (CLASSES, make_demo_folder, make_experiment_folder, make_run_folder, metrics_of)
 from stale.core.errors import StaleError
-from stale.report.folders import build_report, write_folder_report
-from stale.report.page import Report, Section, VideoView, table
-from stale.report.render import is_stale_report, render_report
+from stale.reporting.folders import build_report, write_folder_report
+from stale.reporting.page import Report, Section, VideoView, table
+from stale.reporting.render import is_stale_report, render_report
 
 
 def _tables(page: str) -> list[list[list[str]]]:
@@ -157,9 +157,9 @@ def test_serve_answers_the_page_and_byte_ranges_of_its_videos(tmp_path):
     import urllib.request
     from urllib.parse import unquote, urljoin
 
-    from stale.report.page import relative_src
-    from stale.report.render import write_report
-    from stale.report.serve import make_server, serve_root
+    from stale.reporting.page import relative_src
+    from stale.reporting.render import write_report
+    from stale.reporting.serve import make_server, serve_root
 
     video = tmp_path / "media" / "my clip.mp4"
     video.parent.mkdir()
