@@ -261,9 +261,9 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
 
     from stale.core.hub import preflight_weights
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
-    from stale.pipeline.extract import (ExtractConfig, check_extract_output, extract_videos, find_videos,
-                                    setting_conflicts)
+    from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos, setting_conflicts
     from stale.pipeline.predict import read_class_names
+    from stale.pipeline.video_frames import find_videos
     from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device
 

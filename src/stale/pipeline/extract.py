@@ -20,7 +20,7 @@ skipped unless ``overwrite``. Unreadable videos raise :class:`StaleError` naming
 ``skip_bad`` are skipped and counted (``ExtractSummary.bad``, meta ``"skipped"``).
 
 Truncation: a video that decodes to fewer frames than its container declares (more than
-:func:`missing_frames_tolerated` short), or whose decoding fails part-way, is an error naming the
+:func:`~stale.pipeline.video_frames.missing_frames_tolerated` short), or whose decoding fails part-way, is an error naming the
 file and the decoded vs. declared duration; with ``allow_truncated`` the decoded part is kept,
 its ``duration`` is the decoded one, and it is counted (``ExtractSummary.truncated``, meta
 ``videos[id]["truncated"]``).
@@ -44,7 +44,6 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -55,12 +54,12 @@ from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.output_checks import Output, check_outputs, check_writable_target
+from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
+                                        find_videos, missing_frames_tolerated, open_video)
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv",
-                    ".wmv", ".3gp", ".ts", ".mts")
 META_NAME = "extract_meta.json"
 INDEX_NAME = "videos.json"
 META_FORMAT = "stale-extract/1"
@@ -128,78 +127,7 @@ class ExtractSummary:
                 + (f", truncated (decoded part kept) {len(self.truncated)}" if self.truncated else ""))
 
 
-# ----------------------------------------------------------------------------- sampling
-
-def clip_offsets(clip_frames: int, frames_per_clip: int) -> np.ndarray:
-    """Frame offsets inside a clip of the ``frames_per_clip`` evenly spaced samples (1: the centre)."""
-    return np.floor((np.arange(frames_per_clip) + 0.5) * clip_frames / frames_per_clip).astype(np.int64)
-
-
-def clip_frame_indices(num_frames: int, clip_frames: int, stride: int, frames_per_clip: int) -> np.ndarray:
-    """(T, frames_per_clip) frame indices sampled for each clip of a ``num_frames``-frame video.
-
-    Clip ``i`` starts at frame ``i * stride``; indices past the end (videos shorter than one clip)
-    are clipped to the last frame.
-    """
-    t = NativeTimeline(stride, clip_frames, 1.0).num_features(num_frames)
-    idx = np.arange(t)[:, None] * stride + clip_offsets(clip_frames, frames_per_clip)[None, :]
-    return np.minimum(idx, num_frames - 1)
-
-
 # ----------------------------------------------------------------------------- one video
-
-def _open_video(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
-        raise StaleError(f"{path}: cannot open video: not a video file, or damaged or truncated "
-                         f"({detail})") from None
-    if not container.streams.video:
-        container.close()
-        raise StaleError(f"{path}: no video stream")
-    return container
-
-
-def _frames(container, failure: list) -> Iterator:
-    """Decoded frames of the first video stream; a decoding error ends the iteration and is
-    appended to ``failure`` (the caller decides: error, or keep the part decoded so far)."""
-    import av
-
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    try:
-        yield from container.decode(stream)
-    except (av.FFmpegError, OSError) as exc:
-        failure.append(" ".join(str(exc).split()))
-
-
-def declared_frames(container, stream, fps: float) -> tuple[int | None, str]:
-    """Frames the file declares for its video stream, and where the number comes from: the
-    stream's frame count, else its duration, else the container's duration (which may include
-    a longer audio track); ``(None, "")`` when the file declares nothing."""
-    if stream.frames and stream.frames > 0:
-        return int(stream.frames), "frame count"
-    if stream.duration and stream.time_base:
-        return int(round(float(stream.duration * stream.time_base) * fps)), "stream duration"
-    if container.duration and container.duration > 0:
-        import av
-
-        return int(round(container.duration / av.time_base * fps)), "container duration"
-    return None, ""
-
-
-def missing_frames_tolerated(declared: int, fps: float, source: str) -> int:
-    """Frames a complete video may lack against its declaration: 2 frames or 2 % (rounding,
-    edit lists, a last partial GOP), plus 0.5 s when only the container's duration is known
-    (an audio track may outlast the video)."""
-    tol = max(2, int(0.02 * declared))
-    if source == "container duration":
-        tol += int(round(0.5 * fps))
-    return tol
-
 
 def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractConfig,
                  device: torch.device | None = None) -> tuple[np.ndarray, dict]:
@@ -216,7 +144,7 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
     path = Path(path)
     device = device or torch.device(cfg.device)
     offsets = clip_offsets(cfg.clip_frames, cfg.frames_per_clip)
-    container = _open_video(path)
+    container = open_video(path)
     bar = progress_bar(desc=path.name, unit="clip", enabled=cfg.progress)
     t_start, t_encode = time.perf_counter(), 0.0
     try:
@@ -250,7 +178,7 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
 
         n = 0
         failure: list[str] = []
-        for n, frame in enumerate(_frames(container, failure), start=1):
+        for n, frame in enumerate(decoded_frames(container, failure), start=1):
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
@@ -309,28 +237,6 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
 
 
 # ----------------------------------------------------------------------------- many videos
-
-def find_videos(inputs) -> list[Path]:
-    """Video files named by ``inputs`` (files, or folders whose video files are taken, sorted)."""
-    out = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
-            if not found:
-                raise StaleError(f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise StaleError(f"video not found: {p}")
-    stems: dict[str, Path] = {}
-    for p in out:
-        if p.stem in stems and stems[p.stem] != p:
-            raise StaleError(f"two videos with the same id {p.stem!r}: {stems[p.stem]} and {p}; rename one")
-        stems[p.stem] = p
-    return list(stems.values())
-
 
 def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
     return {"format": META_FORMAT, "arch": cfg.arch, "weights": encoder.description,

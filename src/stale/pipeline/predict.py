@@ -31,6 +31,7 @@ from stale.pipeline.config import StaleConfig
 from stale.pipeline.detectors import build_detector
 from stale.pipeline.results import write_results
 from stale.training.checkpoint import find_checkpoint, load_checkpoint
+from stale.text.tokens import check_listed_names
 from stale.training.runtime import resolve_device
 
 log = get_logger("predict")
@@ -253,15 +254,7 @@ def read_class_names(spec: str | Sequence[str] | None) -> list[str] | None:
             where = "--classes"
     else:
         names, where = [str(n).strip() for n in spec], "classes"
-    names = [n for n in names if n]
-    if not names:
-        raise StaleError(f"{where}: no class names given")
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if n in seen:
-            raise StaleError(f"{where}: class {n!r} is listed twice (entries {seen[n] + 1} and {i + 1})")
-        seen[n] = i
-    return names
+    return check_listed_names(names, where)
 
 
 def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from stale.core.errors import StaleError
-from stale.text.tokens import ClipTokenizer, check_class_names
+from stale.text.tokens import ClipTokenizer, check_class_names, check_listed_names
 from stale.text.tower import ClipTextTower
 
 DEFAULT_TEMPLATE = "a video of {}."
@@ -97,12 +97,4 @@ def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
             names = [line.strip() for line in text.splitlines()]
     if any(not n for n in names) and classes is not None:
         raise StaleError(f"{where}: empty class name in {classes!r}")
-    names = [n for n in names if n]
-    if not names:
-        raise StaleError(f"{where}: no class names given")
-    first: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if n in first:
-            raise StaleError(f"{where}: class {n!r} is listed twice (entries {first[n] + 1} and {i + 1})")
-        first[n] = i
-    return names
+    return check_listed_names(names, where)
