@@ -367,3 +367,27 @@ def test_cpu_amp_autocasts_the_forward_and_keeps_float32_state(tiny_dataset, tin
     g32 = torch.cat([g.flatten() for g in grads[False].values()])
     g16 = torch.cat([grads[True][k].flatten() for k in grads[False]])
     assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.95
+
+
+def test_one_loader_per_dataset_serves_every_epoch_in_that_epochs_order(tiny_dataset, tiny_config, tmp_path,
+                                                                         monkeypatch):
+    """The trainer makes one DataLoader per dataset for the run (so persistent workers persist)
+    and each epoch's batches follow that epoch's seeded order."""
+    import stale.training.trainer as trainer_module
+
+    cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
+    made, seen = [], []
+    real = trainer_module.make_loader
+    monkeypatch.setattr(trainer_module, "make_loader", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    tr = _trainer(cfg, model, classes, tmp_path, None)
+    real_step = tr.train_step
+    tr.train_step = lambda batch, where: seen.append(batch.index.tolist()) or real_step(batch, where)
+    for epoch in range(3):
+        tr.train_epoch(data, epoch)
+        tr.evaluate_loss(data)
+    assert made == [data]    # one loader (training and evaluation batches are of one size here)
+    bs = cfg.train.batch_size
+    for epoch in range(3):
+        order = trainer_module.epoch_order(len(data), cfg.train.seed, epoch).tolist()
+        steps = [seen.pop(0) for _ in range(-(-len(data) // bs))]
+        assert sum(steps, []) == order
