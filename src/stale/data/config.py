@@ -2,7 +2,7 @@
 
 Relative paths are resolved against the current directory when a run is assembled; the run
 folder then records the absolute paths (and paths relative to itself, so a moved folder that
-carries its data still works: see ``stale.runs.assemble``). ``builtin:thumos14`` /
+carries its data still works: see ``stale.pipeline.assemble``). ``builtin:thumos14`` /
 ``builtin:activitynet`` name an annotation file shipped with stale.
 """
 

@@ -179,7 +179,7 @@ def check_synth_folder(out: Path, overwrite: bool = False, config: dict | None =
     """Refuse to write into a folder holding files the generator did not create, or a dataset
     made with another config (see ``write``)."""
     from stale.core.io import read_json
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
 
     check_outputs([Output(out, "dir", "--out", exists_ok=True)])
     if overwrite or not out.is_dir() or not any(out.iterdir()):
