@@ -274,12 +274,24 @@ def synthesize(out: str | os.PathLike, layout: str | None = None, preset: str | 
     check_synth_folder(out, overwrite, to_dict(cfg))
     remove_stale_temp_files(out)
     remove_stale_temp_files(out / "features")
-    ds = SynthDataset(cfg, default_embed_fn(text_weights, template))
+    embed = default_embed_fn(text_weights, template)
+    ds = SynthDataset(cfg, embed)
     meta = ds.write(out, text_info={"weights": text_weights, "template": template}, overwrite=overwrite)
     if stats:
-        from stale.synth.stats import difficulty_stats
+        import numpy as np
 
-        meta = {**meta, "difficulty_stats": difficulty_stats(ds)}
+        from stale.data.splits import load_split
+        from stale.synth.stats import difficulty_stats
+        from stale.synth.transfer import zero_shot_difficulty
+        from stale.text.embed import ENSEMBLE_TEMPLATES
+
+        found = difficulty_stats(ds)
+        # what a detector knowing the unseen classes by name can read: 75/25 split_0, with the
+        # training-free detector's prompt ensemble
+        split = load_split(cfg.layout, 75, 0)
+        text = np.mean([embed(ds.classes, template=t) for t in ENSEMBLE_TEMPLATES], axis=0)
+        found["zero_shot_75_25_split_0"] = zero_shot_difficulty(ds, split.seen, split.unseen, text)
+        meta = {**meta, "difficulty_stats": found}
     return meta
 
 
