@@ -65,80 +65,67 @@ def write_pickle(path: Path, data: dict[str, np.ndarray], prefix: str = "", nest
 
 
 # ----------------------------------------------------------------------------- the three releases
+# Real video ids, durations and segments of the packaged annotations (the shortest videos whose
+# classes let a standard split train and test), features in each release's exact file layout.
 
-def _database(durations: dict[str, float], subsets: dict[str, str], labels: dict[str, str]) -> dict:
-    return {vid: {"subset": subsets[vid], "duration": d,
-                  "annotations": [{"segment": [round(0.2 * d, 2), round(0.6 * d, 2)], "label": labels[vid]}]}
-            for vid, d in durations.items()}
+def choose_videos(dataset: str, n_train: int = 3, n_test: int = 3, setting: int = 75, split: int = 0) -> list:
+    """The ``n_train`` shortest training-subset videos with a seen class of the standard split and
+    the ``n_test`` shortest test-subset videos with an unseen one (not blocked), as ``Video`` s."""
+    from stale.data.annotations import AnnotationPolicy, load_annotations
+    from stale.data.resources import annotations_path
+    from stale.data.splits import load_split
 
-
-def thumos14_i3d_actionformer(root: Path, n: int = 6, dim: int = 2048, seed: int = 0) -> dict:
-    """ActionFormer's THUMOS14 I3D release: ``i3d_features/<video_id>.npy`` (T, 2048) float32,
-    16-frame clips every 4 frames at 30 fps (T = (N - 16) // 4 + 1), with ``thumos14.json``
-    (ActionFormer layout: capitalised subsets, ``fps``). Returns paths and facts."""
-    rng = np.random.default_rng(seed)
-    ids = [f"video_validation_{i:07d}" for i in range(n // 2)] + [f"video_test_{i:07d}" for i in range(n - n // 2)]
-    durations = {v: round(float(rng.uniform(20, 60)), 2) for v in ids}
-    frames = {v: int(durations[v] * 30) for v in ids}
-    lengths = [(frames[v] - 16) // 4 + 1 for v in ids]
-    data = dict(zip(ids, arrays(n, dim, seed, lengths).values()))
-    write_npy(root / "i3d_features", data)
-    classes = ["BaseballPitch", "HighJump"]
-    database = _database(durations, {v: "Validation" if "validation" in v else "Test" for v in ids},
-                         {v: classes[i % 2] for i, v in enumerate(ids)})
-    for v in ids:
-        database[v]["fps"] = 30.0
-    (root / "thumos14.json").write_text(json.dumps({"version": "Thumos14-30fps", "database": database}))
-    return {"features": root / "i3d_features", "annotations": root / "thumos14.json", "data": data,
-            "durations": durations, "rate": 30 / 4}
+    blocked = ("missing_features",) if dataset == "activitynet" else ()
+    aset = load_annotations(annotations_path(dataset), policy=AnnotationPolicy(blocked=blocked))
+    sp = load_split(dataset, setting, split)
+    train_sub, test_sub = ("training", "validation") if dataset == "activitynet" else ("validation", "test")
+    pick = []
+    for sub, classes, n in ((train_sub, set(sp.seen), n_train), (test_sub, set(sp.unseen), n_test)):
+        cands = [v for v in aset.subset(sub) if v.segments and {s.label for s in v.segments} & classes
+                 and v.duration >= 8]
+        pick += sorted(cands, key=lambda v: (v.duration, v.id))[:n]
+    return pick
 
 
-def _bsn_annotations(root: Path, ids: list[str], durations: dict[str, float], rng) -> Path:
-    """BSN/BMN annotations: ``anet_anno_action.json`` keyed ``v_<id>`` + ``video_info_new.csv``."""
-    classes = ["Long jump", "Pole vault"]
-    anno = {f"v_{v}": {"duration_second": durations[v], "duration_frame": int(durations[v] * 30),
-                       "feature_frame": int(durations[v] * 30) // 16 * 16,
-                       "annotations": [{"segment": [round(0.2 * durations[v], 2), round(0.6 * durations[v], 2)],
-                                        "label": classes[i % 2]}]}
-            for i, v in enumerate(ids)}
-    path = root / "anet_anno_action.json"
-    path.write_text(json.dumps(anno))
-    with open(root / "video_info_new.csv", "w", newline="") as fh:
+def thumos14_i3d_actionformer(root: Path, dim: int = 2048, seed: int = 0, videos=None) -> dict:
+    """ActionFormer's THUMOS14 I3D release: ``thumos/i3d_features/<video_id>.npy`` (T, 2048)
+    float32 for 16-frame clips every 4 frames at 30 fps, T = (frames - 16) // 4 + 1 (the
+    annotations are the packaged ``thumos14.json``, ActionFormer's own)."""
+    videos = videos if videos is not None else choose_videos("thumos14")
+    lengths = [(int(v.duration * 30) - 16) // 4 + 1 for v in videos]
+    data = dict(zip([v.id for v in videos], arrays(len(videos), dim, seed, lengths).values()))
+    write_npy(root / "thumos" / "i3d_features", data)
+    return {"features": root / "thumos" / "i3d_features", "data": data, "videos": videos, "rate": 30 / 4}
+
+
+def activitynet_clip_stale(root: Path, dim: int = 512, seed: int = 0, videos=None, rate: float = 10.0) -> dict:
+    """The STALE authors' ActivityNet CLIP release: ``anet/clip_features/v_<id>.npy`` (T, 512),
+    one feature every 0.1 s (921 features for the 92.18 s ``v_--0edUL8zmA``)."""
+    videos = videos if videos is not None else choose_videos("activitynet")
+    lengths = [max(1, int(rate * v.duration)) for v in videos]
+    data = dict(zip([v.id for v in videos], arrays(len(videos), dim, seed, lengths).values()))
+    write_npy(root / "anet" / "clip_features", data, prefix="v_")
+    return {"features": root / "anet" / "clip_features", "data": data, "videos": videos, "rate": rate}
+
+
+def activitynet_tsn_bsn(root: Path, dim: int = 400, seed: int = 0, videos=None) -> dict:
+    """BSN/BMN's ActivityNet two-stream TSN release: ``bsn/csv_mean_100/v_<id>.csv`` (a header
+    row, 100 rows x 400 columns: every video rescaled to 100 features) with BSN's annotation
+    files ``anet_anno_action.json`` (keyed ``v_<id>``) and ``video_info_new.csv``."""
+    videos = videos if videos is not None else choose_videos("activitynet")
+    data = dict(zip([v.id for v in videos], arrays(len(videos), dim, seed, [100] * len(videos)).values()))
+    folder = root / "bsn"
+    write_csv(folder / "csv_mean_100", data, prefix="v_", header="names")
+    anno = {f"v_{v.id}": {"duration_second": v.duration, "duration_frame": int(v.duration * 30),
+                          "feature_frame": int(v.duration * 30) // 16 * 16,
+                          "annotations": [{"segment": [s.start, s.end], "label": s.label} for s in v.segments]}
+            for v in videos}
+    (folder / "anet_anno_action.json").write_text(json.dumps(anno))
+    with open(folder / "video_info_new.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["video", "numFrame", "seconds", "fps", "rfps", "subset", "featureFrame"])
-        for i, v in enumerate(ids):
-            nf = int(durations[v] * 30)
-            w.writerow([f"v_{v}", nf, durations[v], 30.0, 30.0, "training" if i % 3 else "validation",
-                        nf // 16 * 16])
-    return path
-
-
-def _anet_ids(n: int, rng) -> list[str]:
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-    return ["".join(rng.choice(list(letters), 11)) for _ in range(n)]
-
-
-def activitynet_clip_stale(root: Path, n: int = 6, dim: int = 512, seed: int = 0, rate: float = 10.0) -> dict:
-    """The STALE authors' ActivityNet CLIP release: ``clip_features/v_<id>.npy`` (T, 512) at a
-    native rate of ``rate`` features per second, with BSN/BMN annotations."""
-    rng = np.random.default_rng(seed)
-    ids = _anet_ids(n, rng)
-    durations = {v: round(float(rng.uniform(30, 120)), 2) for v in ids}
-    data = dict(zip(ids, arrays(n, dim, seed, [int(rate * durations[v]) for v in ids]).values()))
-    write_npy(root / "clip_features", data, prefix="v_")
-    ann = _bsn_annotations(root, ids, durations, rng)
-    return {"features": root / "clip_features", "annotations": ann, "data": data, "durations": durations,
-            "rate": rate}
-
-
-def activitynet_tsn_bsn(root: Path, n: int = 6, dim: int = 400, seed: int = 0) -> dict:
-    """BSN/BMN's ActivityNet two-stream TSN release: ``csv_mean_100/v_<id>.csv``, a header row and
-    100 rows x 400 columns (every video rescaled to 100 features), with BSN/BMN annotations."""
-    rng = np.random.default_rng(seed)
-    ids = _anet_ids(n, rng)
-    durations = {v: round(float(rng.uniform(30, 120)), 2) for v in ids}
-    data = dict(zip(ids, arrays(n, dim, seed, [100] * n).values()))
-    write_csv(root / "csv_mean_100", data, prefix="v_", header="names")
-    ann = _bsn_annotations(root, ids, durations, rng)
-    return {"features": root / "csv_mean_100", "annotations": ann, "data": data, "durations": durations,
-            "rate": None}
+        for v in videos:
+            nf = int(v.duration * 30)
+            w.writerow([f"v_{v.id}", nf, v.duration, 30.0, 30.0, v.subset, nf // 16 * 16])
+    return {"features": folder / "csv_mean_100", "annotations": folder / "anet_anno_action.json", "data": data,
+            "videos": videos, "rate": None}

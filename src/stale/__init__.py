@@ -1,16 +1,18 @@
 """stale: zero-shot temporal action detection with vision-language prompting (STALE).
 
 Public API (imported lazily, so ``import stale`` is instant): :func:`load_run`, :func:`train`,
-:func:`evaluate`, :func:`splits`, :func:`detect`, :func:`report`; see :mod:`stale.api` and
+:func:`evaluate`, :func:`splits`, :func:`detect`, :func:`report`, :func:`features_inspect`,
+:func:`features_convert`; see :mod:`stale.api` and
 docs/api.md.
 """
 
 __version__ = "0.2.0"
-__all__ = ["load_run", "train", "evaluate", "splits", "detect", "report", "__version__"]
+_API = ("load_run", "train", "evaluate", "splits", "detect", "report", "features_inspect", "features_convert")
+__all__ = [*_API, "__version__"]
 
 
 def __getattr__(name):
-    if name in ("load_run", "train", "evaluate", "splits", "detect", "report"):
+    if name in _API:
         from stale import api
 
         return getattr(api, name)

@@ -8,6 +8,8 @@
 >>> split = stale.splits("thumos14", 75, 0)
 >>> res = stale.detect(["clip.mp4"], "high jump,a person pole vaulting", "det", weights="ViT-B-16.pt")
 >>> page = stale.report("stale_demo")
+>>> info = stale.features_inspect("csv_mean_100", annotations="anet_anno_action.json", prefix="v_")
+>>> stale.features_convert(["rgb.h5", "flow.h5"], "features_npy")
 
 See docs/api.md for a worked example.
 """
@@ -86,3 +88,29 @@ def report(folder: str | os.PathLike, out: str | os.PathLike | None = None, over
     from stale.runs.report import write_folder_report
 
     return write_folder_report(folder, out, overwrite=overwrite).default_out
+
+
+def features_inspect(sources: str | os.PathLike | Sequence[str | os.PathLike], annotations: str | os.PathLike | None = None,
+                     **options) -> dict:
+    """What a feature release holds (``stale features inspect``): videos found / missing / extra
+    against ``annotations``, channels, lengths, the implied feature rate and the conventions it
+    matches, non-finite values, unreadable videos (``["problems"]``). ``sources``: a folder of
+    ``.npy``/``.csv`` files, an HDF5 or pickle file, or several (concatenated along channels);
+    ``options``: ``dim`` (total or per source), ``kind``, ``prefix``, ``suffix``, ``key``,
+    ``layout``, ``length_mismatch``. Returns the JSON-ready report."""
+    from stale.runs.features import inspect_features, source_config
+
+    inputs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    return inspect_features(source_config(inputs, **options), annotations)
+
+
+def features_convert(sources: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike,
+                     overwrite: bool = False, **options):
+    """Write any feature source as one (T, C) float32 ``<prefix><id>.npy`` per video into ``out``
+    (``stale features convert``; resumable). ``options`` as :func:`features_inspect`, plus
+    ``nonfinite`` (``"error"`` or ``"zero"``). Returns a
+    :class:`stale.runs.features.ConvertSummary` (``.written``, ``.resumed``, ``.dim``)."""
+    from stale.runs.features import convert_features, source_config
+
+    inputs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    return convert_features(source_config(inputs, **options), out, overwrite=overwrite)
