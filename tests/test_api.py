@@ -48,3 +48,18 @@ def test_the_documented_example_runs(bench, tmp_path, monkeypatch, capsys):
     maps, avg = out[-1].rsplit("] ", 1)
     assert len(eval(maps + "]")) == 5 and 0.0 <= float(avg) <= 100.0
     assert (tmp_path / "api_runs" / "stale" / "best.pt").is_file()
+
+
+def test_features_inspect_and_convert(tmp_path):
+    import numpy as np
+
+    from feature_layouts import arrays, write_h5
+
+    data = arrays(3, 4, seed=7)
+    write_h5(tmp_path / "f.h5", data, prefix="v_", channel_first=True)
+    rep = stale.features_inspect(tmp_path / "f.h5", prefix="v_", dim=4)
+    assert rep["kind"] == "hdf5" and rep["videos_read"] == 3 and rep["channels"] == {"4": 3}
+    summary = stale.features_convert(str(tmp_path / "f.h5"), tmp_path / "out", prefix="v_", dim=4)
+    assert sorted(summary.written) == sorted(data) and summary.dim == 4
+    for vid, x in data.items():
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v_{vid}.npy"), x)

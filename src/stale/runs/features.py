@@ -284,8 +284,10 @@ def convert_features(cfg: FeatureConfig, out: str | os.PathLike, overwrite: bool
     reader = open_features(cfg)
     ids = reader.ids()
     if not ids:
-        raise StaleError(f"no videos found in {reader.describe()} (prefix {cfg.prefix!r}, key {cfg.key!r}); "
-                         f"check --prefix / --key / --kind")
+        streams = getattr(reader, "streams", [])
+        counts = "; ".join(f"{s.describe()} holds {len(s.ids())}" for s in streams)
+        raise StaleError(f"no videos found in {reader.describe() if not streams else 'every stream (' + counts + ')'} "
+                         f"(prefix {cfg.prefix!r}, key {cfg.key!r}); check --prefix / --key / --kind")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out)
     prefix = cfg.prefix
