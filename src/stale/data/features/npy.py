@@ -49,6 +49,10 @@ class FeatureStore(FolderSource):
             raise StaleError(f"{path}: expected one array, got {type(arr).__name__}")
         return arr
 
+    def header_shape(self, video_id: str) -> tuple[int, int]:
+        shape, dtype = self.header(video_id)
+        return self.oriented(shape, dtype, self.where(video_id))
+
     def header(self, video_id: str) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype of a feature file as stored, read from its .npy header only."""
         path = self.path(video_id)

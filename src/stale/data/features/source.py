@@ -73,6 +73,10 @@ class FeatureReader:
     def set_dim_hint(self, dim: int | None) -> None:
         """The channel count a run expects, used (when ``dim`` is unset) to resolve (C, T) arrays."""
 
+    def header_shape(self, video_id: str) -> tuple[int, int] | None:
+        """(T, C) of a video read cheaply (a file header), or None where that needs the data."""
+        return None
+
     def describe(self) -> str:
         return f"{self.kind} {self.root}"
 
@@ -99,20 +103,29 @@ class FeatureReader:
         lengths: dict[str, int] = {}
         max_abs, max_file = 0.0, None
         for vid in bar(list(video_ids), desc="checking features", unit="video", enabled=progress):
-            arr = self.load(vid)   # shape, dtype, finiteness (error or counted), done once up front
             where = self.where(vid)
-            if dim is None:
-                dim, first = arr.shape[1], where
-            elif arr.shape[1] != dim:
-                ref = (f"the first file {first} has {dim}" if first is not None
-                       else f"model.input_dim / data.features.dim is {dim}")
-                raise StaleError(f"{where}: has {arr.shape[1]} channels but {ref}")
+            head = self.header_shape(vid)   # a wrong file fails before it is read, where there is a header
+            if head is not None:
+                dim, first = self._same_channels(head[1], dim, first, where)
+            arr = self.load(vid)   # shape, dtype, finiteness (error or counted), done once up front
+            dim, first = self._same_channels(arr.shape[1], dim, first, where)
             peak = float(np.abs(arr).max())
             if peak > max_abs:
                 max_abs, max_file = peak, where
             lengths[vid] = int(arr.shape[0])
         return FeatureScan(dim=dim, lengths=lengths, nonfinite=dict(self.nonfinite_counts),
                            max_abs=max_abs, max_abs_file=max_file)
+
+    @staticmethod
+    def _same_channels(c: int, dim: int | None, first: str | None, where: str) -> tuple[int, str | None]:
+        """(dim, first file) after checking that ``where`` has ``c`` channels like the others."""
+        if dim is None:
+            return c, where
+        if c != dim:
+            ref = (f"the first file {first} has {dim}" if first is not None
+                   else f"model.input_dim / data.features.dim is {dim}")
+            raise StaleError(f"{where}: has {c} channels but {ref}")
+        return dim, first
 
     def load_resampled(self, video_id: str, num_snippets: int) -> np.ndarray:
         """Features linearly resampled to STALE's fixed length: (num_snippets, C) float32."""
@@ -169,8 +182,9 @@ class FeatureSource(FeatureReader):
         want = self.dim or self._dim_hint
         return len(shape) == 2 and want is not None and shape[1] != want and shape[0] == want
 
-    def check_header(self, shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, int]:
-        """The (T, C) of a stored array of ``shape`` / ``dtype``, or the StaleError naming ``where``."""
+    def oriented(self, shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, int]:
+        """The (T, C) of a stored array of ``shape`` / ``dtype`` (2-D, T > 0, floating point),
+        or the StaleError naming ``where``; the channel count is not checked here."""
         if len(shape) != 2:
             raise StaleError(f"{where}: expected a (T, C) array with T > 0, got shape {tuple(shape)}")
         t, c = (shape[1], shape[0]) if self.transposed(shape) else (shape[0], shape[1])
@@ -178,10 +192,15 @@ class FeatureSource(FeatureReader):
             raise StaleError(f"{where}: expected a (T, C) array with T > 0, got shape {tuple(shape)}")
         if np.dtype(dtype).kind != "f":
             raise StaleError(f"{where}: expected floating-point features, got dtype {dtype}")
+        return int(t), int(c)
+
+    def check_header(self, shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, int]:
+        """:meth:`oriented`, and the channel count ``dim``."""
+        t, c = self.oriented(shape, dtype, where)
         if self.dim is not None and c != self.dim:
             hint = "" if self.layout != "auto" else " (neither axis has that size)"
             raise StaleError(f"{where}: expected {self.dim} channels, got shape {tuple(shape)}{hint}")
-        return int(t), int(c)
+        return t, c
 
     def load(self, video_id: str) -> np.ndarray:
         raw = self._raw(video_id)
