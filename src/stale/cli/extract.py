@@ -39,6 +39,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="extract only shard I of N (0 <= I < N; a video's shard is crc32(id) mod N), so "
+                             "N jobs (e.g. a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N) fill one --out")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard I/N`` -> (I, N); a malformed value is a one-line error."""
+    from stale.core.errors import StaleError
+
+    if text is None:
+        return None
+    parts = text.split("/")
+    try:
+        i, n = (int(p) for p in parts)
+    except ValueError:
+        raise StaleError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise StaleError(f"--shard {text!r}: must be I/N with 0 <= I < N")
+    return i, n
 
 
 def run(args) -> int:
@@ -57,14 +76,15 @@ def run(args) -> int:
                         batch_size=args.batch_size, device=str(resolve_device(args.device)),
                         prefix=args.prefix, overwrite=args.overwrite, skip_bad=args.skip_bad,
                         allow_truncated=args.allow_truncated, seed=args.seed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, shard=parse_shard(args.shard))
     check_extract_output(args.inputs, args.out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
         print(f"WARNING: image encoder {encoder.description}. These features carry no visual "
               f"meaning; use them for tests and benchmarks only.", file=sys.stderr)
     summary = extract_videos(args.inputs, args.out, cfg, encoder)
-    print(f"{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
+    shard = f"shard {cfg.shard[0]}/{cfg.shard[1]}: " if cfg.shard else ""
+    print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     return 0

@@ -30,6 +30,13 @@ this command wrote (``extract_meta.json`` is the marker); a ``.npy`` to be writt
 but is not in that index is never replaced without ``overwrite``; leftover temporary files of a
 killed run are removed.
 
+Shards (``shard=(I, N)``): video ``v`` belongs to shard ``crc32(v) mod N`` (:func:`shard_of`:
+the same whatever the other inputs, so adding videos moves none), and a shard writes its index
+part ``extract_meta.shard-I-of-N.json``; every reader merges the parts with ``extract_meta.json``
+(:func:`_read_meta`), and each shard rewrites ``videos.json`` from the merged view until it sees
+no part change (so the last one to finish leaves it complete). A video's features do not depend
+on the other videos: N shards write the very bytes one process writes.
+
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
 ``model_cfg.vision_cfg``, else from ``arch``), an OpenAI JIT archive, an open_clip pretrained tag
@@ -42,6 +49,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -62,6 +70,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".m
                     ".wmv", ".3gp", ".ts", ".mts")
 META_NAME = "extract_meta.json"
 INDEX_NAME = "videos.json"
+PART_GLOB = "extract_meta.shard-*-of-*.json"
 META_FORMAT = "stale-extract/1"
 # settings that must agree between runs writing into the same folder
 _SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
@@ -84,6 +93,8 @@ class ExtractConfig:
     allow_truncated: keep the decodable part of a truncated video (counted) instead of failing.
     seed:            seed of the random weights (weights="random").
     progress:        show a tqdm bar per video.
+    shard:           (I, N): extract only the videos of shard I of N (:func:`shard_of`), so N
+                     jobs can fill one folder; each writes its own index part.
     """
 
     arch: str = "ViT-B-16"
@@ -99,6 +110,7 @@ class ExtractConfig:
     allow_truncated: bool = False
     seed: int = 0
     progress: bool = True
+    shard: tuple[int, int] | None = None
 
     def validate(self) -> None:
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
@@ -110,6 +122,10 @@ class ExtractConfig:
                              f"({self.clip_frames})")
         if os.sep in self.prefix or (os.altsep and os.altsep in self.prefix):
             raise StaleError(f"prefix: must not contain a path separator, got {self.prefix!r}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+                raise StaleError(f"--shard: must be I/N with 0 <= I < N, got {i}/{n}")
 
 
 @dataclass
@@ -341,17 +357,45 @@ def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
             "embed_dim": encoder.embed_dim}
 
 
-def _read_meta(out: Path) -> dict | None:
-    """The folder's ``extract_meta.json`` (None when there is none); a damaged one is an error."""
-    path = out / META_NAME
-    if not path.is_file():
-        return None
-    meta = read_json(path, "extract_meta.json")
+def shard_of(video_id: str, num_shards: int) -> int:
+    """The shard (0..num_shards-1) of a video: ``crc32(id) mod num_shards``."""
+    return zlib.crc32(video_id.encode("utf-8")) % num_shards
+
+
+def part_name(shard: tuple[int, int]) -> str:
+    return f"extract_meta.shard-{shard[0]}-of-{shard[1]}.json"
+
+
+def _read_one(path: Path) -> dict:
+    meta = read_json(path, path.name)
     if (not isinstance(meta, dict) or meta.get("format") != META_FORMAT
             or not isinstance(meta.get("videos"), dict)):
         raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
                          f"'videos' mapping); choose another --out")
     return meta
+
+
+def _read_meta(out: Path) -> dict | None:
+    """The folder's index: ``extract_meta.json`` merged with the shards' parts (None when there
+    is none); a damaged one, or parts made with other settings, is an error."""
+    paths = ([out / META_NAME] if (out / META_NAME).is_file() else []) + sorted(out.glob(PART_GLOB))
+    if not paths:
+        return None
+    merged: dict | None = None
+    for path in paths:
+        meta = _read_one(path)
+        if merged is None:
+            merged = {**meta, "videos": dict(meta["videos"]), "skipped": dict(meta.get("skipped", {}))}
+            first = path
+            continue
+        diff = [k for k in _SETTING_KEYS if meta.get(k) != merged.get(k)]
+        if diff:
+            raise StaleError(f"{path}: made with other settings than {first.name} ({', '.join(diff)}); "
+                             f"remove one, or use another --out")
+        merged["videos"].update(meta["videos"])
+        merged["skipped"].update(meta.get("skipped", {}))
+    merged.pop("shard", None)
+    return merged
 
 
 def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
@@ -392,8 +436,11 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
         check_writable_target(Output(target, "file", "--out"))
     if not out.is_dir():
         return videos
+    # a shard's fellow jobs may run on other machines, whose process ids this one cannot see:
+    # their temporary files are left alone (an unsharded run in the folder removes leftovers)
+    tidy = remove_stale_temp_files if cfg.shard is None or cfg.shard[1] == 1 else (lambda folder: 0)
     if cfg.overwrite:
-        remove_stale_temp_files(out)
+        tidy(out)
         return videos
     meta = _read_meta(out)
     if meta is None:
@@ -402,7 +449,7 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
             raise StaleError(f"--out {out}: folder holds files stale extract did not write ({foreign[0]}"
                              f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}; no "
                              f"{META_NAME}); choose an empty or new folder, or pass --overwrite")
-    remove_stale_temp_files(out)   # only in a folder that is ours (or empty)
+    tidy(out)   # only in a folder that is ours (or empty)
     if meta is None:
         return videos
     listed = meta["videos"]
@@ -445,11 +492,31 @@ def _load_meta(out: Path, settings: dict, overwrite: bool) -> dict:
     return {**meta, **settings, "skipped": dict(meta.get("skipped", {}))}
 
 
-def _write_index(out: Path, meta: dict) -> None:
-    atomic_write_json(out / META_NAME, meta)
+def _write_stub(out: Path, videos: dict) -> None:
     database = {vid: {"subset": "testing", "duration": info["duration"], "url": "", "annotations": []}
-                for vid, info in sorted(meta["videos"].items())}
+                for vid, info in sorted(videos.items())}
     atomic_write_json(out / INDEX_NAME, {"version": "stale-extract", "taxonomy": [], "database": database})
+
+
+def _write_index(out: Path, meta: dict, shard: tuple[int, int] | None = None, settle: bool = False) -> None:
+    """The index (a shard: its part, holding its own videos) and ``videos.json`` of every video
+    indexed; ``settle``: rewrite the latter until no part changed meanwhile (module doc)."""
+    if shard is None:
+        atomic_write_json(out / META_NAME, meta)
+        _write_stub(out, meta["videos"])
+        return
+    own = {k: v for k, v in meta["videos"].items() if shard_of(k, shard[1]) == shard[0]}
+    skipped = {k: v for k, v in meta["skipped"].items() if shard_of(Path(k).stem, shard[1]) == shard[0]}
+    atomic_write_json(out / part_name(shard), {**meta, "videos": own, "skipped": skipped, "shard": list(shard)})
+    seen = None
+    while True:
+        stamp = sorted((p.name, p.stat().st_mtime_ns) for p in out.glob(PART_GLOB))
+        if stamp == seen:
+            return
+        _write_stub(out, (_read_meta(out) or {"videos": {}})["videos"])
+        if not settle:
+            return
+        seen = stamp
 
 
 def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
@@ -467,6 +534,10 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     out.mkdir(parents=True, exist_ok=True)
     meta = _load_meta(out, _settings(cfg, encoder), cfg.overwrite)
     summary = ExtractSummary()
+    shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None
+    if shard is not None:
+        videos = [v for v in videos if shard_of(v.stem, shard[1]) == shard[0]]
+        log.info("shard %d/%d: %d videos", shard[0], shard[1], len(videos))
     for video in videos:
         vid = video.stem
         target = out / f"{cfg.prefix}{vid}.npy"
@@ -482,7 +553,7 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
             summary.bad[str(video)] = str(exc)
             meta["skipped"][str(video)] = str(exc)
             meta["videos"].pop(vid, None)
-            _write_index(out, meta)
+            _write_index(out, meta, shard)
             continue
 
         def save(p, arr=feats):
@@ -496,8 +567,8 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
                         info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
         meta["videos"][vid] = info
         meta["skipped"].pop(str(video), None)
-        _write_index(out, meta)
+        _write_index(out, meta, shard)
         summary.extracted.append(vid)
     meta["summary"] = asdict(summary) | {"line": summary.line()}
-    _write_index(out, meta)
+    _write_index(out, meta, shard, settle=True)
     return summary
