@@ -167,7 +167,7 @@ class PickleSource(ContainerSource):
             with open(self.root, "rb") as fh:
                 data = _ArrayUnpickler(fh).load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-                IndexError, KeyError, MemoryError) as exc:
+                IndexError, KeyError, OverflowError, RecursionError) as exc:
             raise StaleError(f"{self.root}: not a readable pickle of feature arrays "
                              f"({' '.join(str(exc).split())[:160]})") from None
         if not isinstance(data, Mapping):
