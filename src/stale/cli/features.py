@@ -14,9 +14,9 @@ def _source_options(p) -> None:
                    help="source format (default: from the path)")
     p.add_argument("--prefix", default="", help='name prefix before the video id, e.g. "v_" (default none)')
     p.add_argument("--suffix", default=None, help="name suffix after the id (default .npy / .csv / none)")
-    p.add_argument("--key", default="{id}",
-                   help="entry of a video in an HDF5/pickle file; {id} = <prefix><id><suffix>, '/' walks "
-                        "into groups (default %(default)s)")
+    p.add_argument("--key", default=None,
+                   help="entry of a video in an HDF5/pickle file: a pattern in which {id} = <prefix><id><suffix>; "
+                        "'/' walks into groups, e.g. '{id}/rgb' (default: the entry named like the video)")
     p.add_argument("--layout", default="auto", choices=["auto", "tc", "ct"],
                    help="tc: (T, C) arrays; ct: channel-first (C, T); auto: (C, T) when --dim is the first axis")
     p.add_argument("--dim", default=None,

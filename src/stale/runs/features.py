@@ -54,7 +54,7 @@ def parse_dims(text: str | int | Sequence[int] | None) -> list[int] | None:
 
 
 def source_config(sources: Sequence[str | os.PathLike], dim=None, kind: str = "auto", prefix: str = "",
-                  suffix: str | None = None, key: str = "{id}", layout: str = "auto", nonfinite: str = "error",
+                  suffix: str | None = None, key: str | None = None, layout: str = "auto", nonfinite: str = "error",
                   length_mismatch: str = "error") -> FeatureConfig:
     """The :class:`FeatureConfig` of one source or several concatenated along channels;
     ``dim``: the total, or one per source (which also resolves channel-first arrays)."""
@@ -287,7 +287,7 @@ def convert_features(cfg: FeatureConfig, out: str | os.PathLike, overwrite: bool
         streams = getattr(reader, "streams", [])
         counts = "; ".join(f"{s.describe()} holds {len(s.ids())}" for s in streams)
         raise StaleError(f"no videos found in {reader.describe() if not streams else 'every stream (' + counts + ')'} "
-                         f"(prefix {cfg.prefix!r}, key {cfg.key!r}); check --prefix / --key / --kind")
+                         f"(prefix {cfg.prefix!r}, key {cfg.key or '{id}'!r}); check --prefix / --key / --kind")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out)
     prefix = cfg.prefix

@@ -47,8 +47,10 @@ class FeatureConfig:
                file), or ``npy`` | ``csv`` | ``hdf5`` | ``pickle``.
     prefix:    name prefix before the video id (``"v_"`` for ActivityNet feature releases).
     suffix:    name suffix after the id; null: ``.npy`` / ``.csv`` for folders, none for containers.
-    key:       containers: the entry of a video, ``{id}`` standing for ``<prefix><id><suffix>``;
-               ``/`` walks into groups (HDF5) or nested dicts (pickle), e.g. ``"{id}/rgb"``.
+    key:       containers: the entry of a video, a pattern in which ``{id}`` stands for
+               ``<prefix><id><suffix>``; ``/`` walks into groups (HDF5) or nested dicts (pickle),
+               e.g. ``"{id}/rgb"`` (quoted in YAML: a value starting with ``{`` is a mapping
+               there). null: the entry named like the video (``"{id}"``).
     layout:    ``tc`` (T, C), ``ct`` (C, T: transposed on read) or ``auto``: (C, T) when the
                expected channel count (``dim``, else the model's ``input_dim``) is the first axis
                and not the second.
@@ -64,7 +66,7 @@ class FeatureConfig:
     kind: Kind = "auto"
     prefix: str = ""
     suffix: str | None = None
-    key: str = "{id}"
+    key: str | None = None
     layout: Layout = "auto"
     dim: int | None = None
     nonfinite: Literal["error", "zero"] = "error"
@@ -88,7 +90,7 @@ class FeatureConfig:
                 raise StaleError(f"streams[{i}].root: give the stream's folder or file")
             if s.dim is not None and s.dim <= 0:
                 raise StaleError(f"streams[{i}].dim: must be positive, got {s.dim}")
-        for i, key in enumerate([self.key, *(s.key for s in self.streams if s.key is not None)]):
+        for key in [k for k in (self.key, *(s.key for s in self.streams)) if k is not None]:
             if key.count("{id}") != 1:
                 raise StaleError(f"key {key!r}: must contain '{{id}}' exactly once")
         dims = [s.dim for s in self.streams]
