@@ -143,3 +143,34 @@ def test_dims_and_source_config():
     assert [s.prefix for s in cfg.resolved_streams()] == ["v_", "v_"]
     cfg = source_config(["a", "b"], dim="2048")
     assert cfg.dim == 2048 and [s.dim for s in cfg.streams] == [None, None]
+
+
+def test_runs_with_streams_read_them_and_find_them_after_a_move(tmp_path, tiny_dataset, tiny_config):
+    """A run config with two streams: both roots are absolute in the run, recorded, and found
+    again relative to the run folder after the folder (with its data) moved."""
+    import shutil
+
+    from stale.runs.assemble import absolute_paths, feature_store, record_inputs, relocate_inputs
+    from stale.runs.config import load_run_config
+
+    root = tmp_path / "proj"
+    feats = {p.stem: np.load(p) for p in (tiny_dataset / "features").glob("*.npy")}
+    write_npy(root / "data" / "rgb", {k: v[:, :10] for k, v in feats.items()})
+    write_h5(root / "data" / "flow.h5", {k: v[:, 10:] for k, v in feats.items()}, channel_first=True)
+    streams = [{"root": str(root / "data" / "rgb"), "dim": 10}, {"root": str(root / "data" / "flow.h5"), "dim": 6}]
+    cfg = absolute_paths(load_run_config(tiny_config, [f"data.annotations={tiny_dataset / 'annotations.json'}",
+                                                       f"data.features.streams={json.dumps(streams)}"]))
+    reader = feature_store(cfg)
+    for vid, x in list(feats.items())[:3]:
+        np.testing.assert_array_equal(reader.load(vid), x)
+    run = root / "runs" / "r1"
+    run.mkdir(parents=True)
+    rec = record_inputs(cfg, run)
+    assert rec["features_stream_1"] == {"absolute": str(root / "data" / "flow.h5"),
+                                        "relative_to_run": "../../data/flow.h5"}
+    shutil.move(str(root), str(tmp_path / "moved"))
+    moved = relocate_inputs(cfg, tmp_path / "moved" / "runs" / "r1", rec)
+    assert [s.root for s in moved.data.features.streams] == [str(tmp_path / "moved" / "data" / "rgb"),
+                                                             str(tmp_path / "moved" / "data" / "flow.h5")]
+    vid = next(iter(feats))
+    np.testing.assert_array_equal(feature_store(moved).load(vid), feats[vid])

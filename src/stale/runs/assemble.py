@@ -87,7 +87,8 @@ def absolute_paths(cfg: StaleConfig) -> StaleConfig:
 def record_inputs(cfg: StaleConfig, run_dir: Path) -> dict:
     """Where a run's inputs are: absolute paths and paths relative to the run folder."""
     out = {}
-    for key, p in (("annotations", cfg.data.annotations), ("features", cfg.data.features.root),
+    streams = [(f"features_stream_{i}", st.root) for i, st in enumerate(cfg.data.features.streams)]
+    for key, p in (("annotations", cfg.data.annotations), ("features", cfg.data.features.root), *streams,
                    ("text_weights", cfg.text.weights)):
         if p and not p.startswith("builtin:") and os.path.isabs(p):
             out[key] = {"absolute": p, "relative_to_run": os.path.relpath(p, Path(run_dir).resolve())}
@@ -112,6 +113,8 @@ def relocate_inputs(cfg: StaleConfig, run_dir: Path, inputs: dict) -> StaleConfi
         data = replace(data, annotations=found["annotations"])
     if "features" in found:
         data = replace(data, features=replace(data.features, root=found["features"]))
+    moved = [replace(st, root=found.get(f"features_stream_{i}", st.root)) for i, st in enumerate(data.features.streams)]
+    data = replace(data, features=replace(data.features, streams=moved))
     text = replace(cfg.text, weights=found["text_weights"]) if "text_weights" in found else cfg.text
     return replace(cfg, data=data, text=text)
 
