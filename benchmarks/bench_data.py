@@ -87,8 +87,8 @@ def run_child(args: dict) -> dict:
 def checkpoint_sizes() -> list[dict]:
     import torch
 
-    from stale.runs.assemble import build_model
-    from stale.runs.config import load_run_config
+    from stale.pipeline.assemble import build_model
+    from stale.pipeline.config import load_run_config
     from stale.training.checkpoint import save_checkpoint, slim_state_dict
 
     rows = []

@@ -21,7 +21,7 @@ exact shape with seeded random weights: cost without knowledge) plus the case's 
   One warm-up step, then the median of ``--steps`` steps. ``micro_batch`` videos per
   forward/backward (``train.micro_batch``, one text forward per step; 0/None = whole batch) and
   ``grad_checkpointing`` (``text.grad_checkpointing``) are part of each case.
-* **infer**: ``stale.runs.predict.predict_videos`` on one batch (eval mode, cached text features,
+* **infer**: ``stale.pipeline.predict.detect_dataset`` on one batch (eval mode, cached text features,
   softmax/sigmoid, ``stale.model.decoding.postprocess``, ``to_results``), with ``theta_c = 0`` so
   that every video yields the full ``top_k`` candidates as a trained (confident) model does; a
   random model's flat class probabilities would otherwise fall below 0.1 and skip the
@@ -173,8 +173,8 @@ def measure_case(case: Case) -> dict:
 
     from stale.data.dataset import InMemoryVideos
     from stale.model.losses import STALELoss
-    from stale.runs.assemble import build_model
-    from stale.runs.config import load_run_config
+    from stale.pipeline.assemble import build_model
+    from stale.pipeline.config import load_run_config
     from stale.training.runtime import resolve_device, seed_everything
     from stale.training.trainer import Trainer
 
@@ -214,7 +214,8 @@ def measure_case(case: Case) -> dict:
         extra["loss_first_last"] = [losses[0], losses[-1]]
         value, unit = 1000.0 * statistics.median(times), "ms/step"
     elif case.kind == "infer":
-        from stale.runs.predict import StaleDetector, detect_dataset
+        from stale.pipeline.detectors import StaleDetector
+        from stale.pipeline.predict import detect_dataset
 
         classes = names[-case.classes:]
         cfg.inference.theta_c = 0.0

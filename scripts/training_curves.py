@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default=None)
     p.add_argument("--ratio", type=float, default=1.5)
     a = p.parse_args(argv)
-    from stale.runs.experiment import split_names
+    from stale.experiments.spec import split_names
     from stale.viz.plots import plot_metric_curves
 
     cells = load_cells(a.roots)

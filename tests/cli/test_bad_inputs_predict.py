@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import stale.runs.predict as predict_module
+import stale.pipeline.predict as predict_module
 from bad_inputs import full_disk_after, interrupted, leftover_temp, refused, run_cli, temp_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -250,7 +250,7 @@ def test_python_api(media, tmp_path):
 
 def test_a_run_interrupted_while_writing_resumes(media, tmp_path, monkeypatch):
     import stale as api
-    import stale.runs.detect as mod
+    import stale.pipeline.detect_videos as mod
 
     out = tmp_path / "int"
 

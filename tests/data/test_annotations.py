@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from stale.data import resources
-from stale.data.annotations import (AnnotationPolicy, AnnotationSet, Segment, detect_layout,
-                                    load_annotations)
+from stale.data.annotation_formats import detect_layout
+from stale.data.annotations import AnnotationPolicy, AnnotationSet, Segment, load_annotations
 from stale.data.splits import load_split
 from stale.core.errors import StaleError
 

@@ -84,8 +84,8 @@ def test_release_page_runs_as_written(page, tmp_path):
     kinds = [c[0] + (" " + c[1] if c[0] == "features" else "") for c in cmds]
     assert "features inspect" in kinds and "train" in kinds and "experiment" in kinds, kinds
     # the YAML delta: written under its FILE name; it assembles a run that checks every feature file
-    from stale.runs.assemble import assemble_training
-    from stale.runs.config import load_run_config
+    from stale.pipeline.assemble import assemble_training
+    from stale.pipeline.config import load_run_config
 
     (yaml_block,) = [b for b in blocks(text, "yaml") if b.startswith("# FILE:")]
     name = yaml_block.split("\n", 1)[0].split(":", 1)[1].strip()

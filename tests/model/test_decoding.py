@@ -1,5 +1,4 @@
 import math
-import time
 
 import numpy as np
 import pytest
@@ -310,16 +309,23 @@ def test_cuda_matches_cpu():
             assert ia["label"] == ib["label"] and ia["score"] == pytest.approx(ib["score"])
 
 
-def test_speed_sanity_activitynet_sized_batch():
+def test_activitynet_sized_batch_equals_its_videos_one_by_one():
+    """A batch of 100 videos x 100 snippets x 50 classes (ActivityNet-sized) is decoded in one
+    vectorised pass whose detections are those of each video decoded alone (no wall-clock
+    assertion: speed is measured in docs/benchmarks.md, not asserted on a shared machine)."""
     g = torch.Generator().manual_seed(0)
     B, T, K = 100, 100, 50
     cp = torch.softmax(4 * torch.randn(B, T, K + 1, generator=g), -1)
     mp = torch.sigmoid(4 * torch.randn(B, T, T, generator=g))
     dur = torch.rand(B, generator=g) * 200 + 5
-    t0 = time.perf_counter()
-    det = postprocess(cp, mp, dur)
-    det.to_lists([str(i) for i in range(K)])
-    assert time.perf_counter() - t0 < 2.0     # measured ~tens of ms; generous for slow CI
+    names = [str(i) for i in range(K)]
+    batched = postprocess(cp, mp, dur).to_lists(names)
+    assert len(batched) == B and sum(len(x) for x in batched) > B
+    for b in range(0, B, 7):
+        alone = postprocess(cp[b:b + 1], mp[b:b + 1], dur[b:b + 1]).to_lists(names)[0]
+        assert [d["label"] for d in batched[b]] == [d["label"] for d in alone]
+        for x, y in zip(batched[b], alone):
+            assert x["segment"] == pytest.approx(y["segment"]) and x["score"] == pytest.approx(y["score"])
 
 
 def test_config_from_yaml_dict_and_validation():

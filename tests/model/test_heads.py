@@ -73,16 +73,33 @@ def test_dynamic_conv_equals_naive_loop(kernel, hidden, layers):
 
 
 def test_dynamic_conv_rows_depend_on_their_snippet():
+    """Row t of the mask is the 1-D convolution stack whose weights the controller generated
+    from snippet t (Eq. 8), over the shared mask features plus row t's relative position --
+    checked against F.conv1d run row by row; a convolution shared by all rows fails this."""
     torch.manual_seed(0)
     loc = DynamicMaskLocalizer(HeadsConfig(mask_feat_dim=6), C)
-    f = torch.randn(1, T, C)
-    base = loc(f)
-    f2 = f.clone()
-    f2[0, 4] += 1.0
-    changed = (loc(f2) - base).abs().amax(-1)[0]
-    # the controller of snippet 4 changed; other rows only see it through the shared
-    # mask features, so row 4 changes and all rows stay finite
-    assert changed[4] > 0 and torch.isfinite(changed).all()
+    f = torch.randn(2, T, C, dtype=torch.float64)
+    loc = loc.double()
+    got = loc(f)                                                       # (2, T, T)
+    feats = loc.mask_input(f)                                          # (2, Cm, T)
+    params = loc.generate(f)
+    rel = loc.relative_position(T, f.device, f.dtype)                  # (T, T)
+    pad = loc.kernel // 2
+
+    def row(b: int, t: int, source: int) -> torch.Tensor:
+        """Row t computed with the conv parameters generated from snippet ``source``."""
+        h = torch.cat([feats[b], rel[t].unsqueeze(0)]).unsqueeze(0)   # (1, Cm + 1, T)
+        for layer, (w, bias) in enumerate(params):
+            if layer:
+                h = torch.relu(h)
+            h = F.conv1d(h, w[b, source], bias[b, source], padding=pad)
+        return h[0, 0]
+
+    for b in range(2):
+        for t in range(T):
+            torch.testing.assert_close(got[b, t], row(b, t, t))
+    # the parameters differ from snippet to snippet, so another snippet's convs give another row
+    assert all((got[0, t] - row(0, t, (t + 1) % T)).abs().max() > 1e-6 for t in range(T))
 
 
 def test_consistency_projections_and_config():

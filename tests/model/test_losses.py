@@ -275,3 +275,48 @@ def test_alignment_loss_hand_computed_and_decomposes():
     assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(0.5 / 2)
     parts = [alignment_loss(cos[i:i + 1] * s, s, labels[i:i + 1], kept[i:i + 1]) for i in range(2)]
     assert alignment_loss(cos * s, s, labels, kept).item() == pytest.approx(sum(p.item() for p in parts) / 2)
+
+
+def test_consistency_loss_hard_is_inert_on_the_outputs_soft_is_not():
+    """With the paper's hard selection, L_const sends no gradient to the classification or mask
+    outputs (P, M): it trains only E_p / E_m and what feeds them (docs/model.md, "L_const")."""
+    torch.manual_seed(0)
+    cls = torch.randn(2, 12, 4, requires_grad=True)
+    m = torch.randn(2, 12, 12, requires_grad=True)
+    fc, fm = torch.randn(2, 12, 6, requires_grad=True), torch.randn(2, 12, 6, requires_grad=True)
+    hard = consistency_loss(cls, m, fc, fm, topk=4, class_threshold=0.0, mask_threshold=0.0)
+    g_cls, g_m = torch.autograd.grad(hard, (cls, m), allow_unused=True)
+    assert hard.item() > 0.05
+    assert (g_cls is None or not g_cls.any()) and (g_m is None or not g_m.any())
+    soft = consistency_loss(cls, m, fc, fm, topk=4, class_threshold=0.0, mask_threshold=0.0, weighting="soft")
+    g_cls, g_m = torch.autograd.grad(soft, (cls, m))
+    assert g_cls.abs().sum() > 1e-4 and g_m.abs().sum() > 1e-4
+
+
+def test_learned_projections_satisfy_consistency_on_their_own_fixed_cannot():
+    """Learned E_p / E_m drive L_const to ~0 whatever snippets the two branches select (the
+    selections here disagree completely); one shared fixed projection cannot."""
+    from stale.model.heads import ConsistencyProjections, HeadsConfig
+
+    torch.manual_seed(0)
+    T, C = 16, 8
+    x = torch.randn(1, T, C)
+    cls = torch.full((1, T, 3), -10.0)
+    cls[0, :4, 0] = 10.0                      # the classifier is confident on snippets 0-3
+    m = torch.full((1, T, T), -10.0)
+    idx = torch.arange(8, 12)
+    m[0, idx, idx] = 10.0                     # the mask on snippets 8-11: no overlap
+    for kind, expect_low in (("learned", True), ("fixed", False)):
+        proj = ConsistencyProjections(HeadsConfig(const_dim=4, const_projection=kind), C)
+        params = [p for p in proj.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=0.05) if params else None
+        for _ in range(300 if opt else 1):
+            fc, fm = proj(x)
+            loss = consistency_loss(cls, m, fc, fm, topk=4)
+            if opt:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        fc, fm = proj(x)
+        final = consistency_loss(cls, m, fc, fm, topk=4).item()
+        assert (final < 1e-3) == expect_low, (kind, final)

@@ -58,10 +58,10 @@ def _rank_main(rank: int, world: int, port: int, data_root: str, config: str, ou
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
-    from stale.runs.config import load_run_config
+    from stale.pipeline.config import load_run_config
     from stale.training.trainer import Trainer
     from stale.model.losses import STALELoss
-    from stale.runs.assemble import build_model, feature_store, load_run_annotations, make_dataset
+    from stale.pipeline.assemble import build_model, feature_store, load_run_annotations, make_dataset
 
     class Recording(Trainer):
         def train_epoch(self, data, epoch):

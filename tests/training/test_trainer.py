@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from stale.training.checkpoint import load_checkpoint
-from stale.runs.config import load_run_config
+from stale.pipeline.config import load_run_config
 from stale.training.trainer import TrainConfig, Trainer, _comparable, build_optimizer, epoch_order
 from stale.data.dataset import Batch
 from stale.core.errors import StaleError
-from stale.runs.train import run_training
+from stale.pipeline.train import run_training
 
 
 def _cfg(tiny_dataset, tiny_config, *extra):
@@ -224,7 +224,7 @@ MICRO_SET = ("text.finetune=true", "train.batch_size=6", "train.epochs=1")
 
 
 def _micro_setup(tiny_dataset, tiny_config, n_videos=6):
-    from stale.runs.assemble import build_model, feature_store, load_run_annotations, make_dataset
+    from stale.pipeline.assemble import build_model, feature_store, load_run_annotations, make_dataset
 
     cfg = _cfg(tiny_dataset, tiny_config, *MICRO_SET)
     ann = load_run_annotations(cfg).subset("training")
@@ -367,3 +367,27 @@ def test_cpu_amp_autocasts_the_forward_and_keeps_float32_state(tiny_dataset, tin
     g32 = torch.cat([g.flatten() for g in grads[False].values()])
     g16 = torch.cat([grads[True][k].flatten() for k in grads[False]])
     assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.95
+
+
+def test_one_loader_per_dataset_serves_every_epoch_in_that_epochs_order(tiny_dataset, tiny_config, tmp_path,
+                                                                         monkeypatch):
+    """The trainer makes one DataLoader per dataset for the run (so persistent workers persist)
+    and each epoch's batches follow that epoch's seeded order."""
+    import stale.training.trainer as trainer_module
+
+    cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
+    made, seen = [], []
+    real = trainer_module.make_loader
+    monkeypatch.setattr(trainer_module, "make_loader", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    tr = _trainer(cfg, model, classes, tmp_path, None)
+    real_step = tr.train_step
+    tr.train_step = lambda batch, where: seen.append(batch.index.tolist()) or real_step(batch, where)
+    for epoch in range(3):
+        tr.train_epoch(data, epoch)
+        tr.evaluate_loss(data)
+    assert made == [data]    # one loader (training and evaluation batches are of one size here)
+    bs = cfg.train.batch_size
+    for epoch in range(3):
+        order = trainer_module.epoch_order(len(data), cfg.train.seed, epoch).tolist()
+        steps = [seen.pop(0) for _ in range(-(-len(data) // bs))]
+        assert sum(steps, []) == order

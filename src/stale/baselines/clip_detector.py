@@ -35,9 +35,9 @@ from torch import Tensor
 from stale.baselines.segments import SegmentConfig, scores_to_detections
 from stale.core.errors import StaleError
 from stale.model.decoding import Detections
+from stale.text.embed import ENSEMBLE_TEMPLATES, ensemble_embeddings
 
-DEFAULT_TEMPLATES = ("a video of {}.", "a photo of a person {}.", "a video of a person doing {}.",
-                     "a clip of {}.")
+DEFAULT_TEMPLATES = ENSEMBLE_TEMPLATES
 
 
 @dataclass
@@ -67,15 +67,6 @@ class ClipDetectorConfig:
         if self.baseline_quantile is not None and not 0.0 <= self.baseline_quantile < 1.0:
             raise StaleError(f"clip_detector.baseline_quantile must be in [0, 1) or null, got {self.baseline_quantile}")
         self.segments.validate()
-
-
-def ensemble_embeddings(names: Sequence[str], templates: Sequence[str], tower) -> Tensor:
-    """(K, E) L2-normalised mean of the template embeddings of each name (float32, CPU)."""
-    from stale.text.embed import embed_class_names
-
-    embs = torch.stack([torch.from_numpy(embed_class_names(list(names), template=t, tower=tower))
-                        for t in templates])                              # (P, K, E)
-    return F.normalize(embs.mean(0), dim=-1)
 
 
 def class_probabilities(features: Tensor, text: Tensor, cfg: ClipDetectorConfig) -> Tensor:

@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 
-from stale import __version__
+from stale.core.version import __version__
 from stale.core.errors import StaleError, describe_os_error
 
 # command name -> module in this package

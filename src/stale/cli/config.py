@@ -12,17 +12,13 @@ def add_arguments(parser):
 
 
 def run(args):
-    from stale.core.config import list_packaged_configs
+    from stale.api import config, list_configs
 
     if args.config_command == "list":
-        for name in list_packaged_configs():
+        for name in list_configs():
             print(name)
         return 0
     import yaml
 
-    from stale.core.config import to_dict
-    from stale.runs.config import load_run_config
-
-    cfg = load_run_config(args.config, args.overrides)
-    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    print(yaml.safe_dump(config(args.config, args.overrides), sort_keys=False), end="")
     return 0

@@ -15,14 +15,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from pathlib import Path
+    from stale.api import demo
 
-    from stale.core.errors import StaleError
-    from stale.runs.demo import DemoOptions, run_demo
-    from stale.training.runtime import set_threads
-
-    if args.max_videos_per_subset is not None and args.max_videos_per_subset < 1:
-        raise StaleError(f"--max-videos-per-subset must be >= 1, got {args.max_videos_per_subset}")
-    set_threads(args.threads)
-    run_demo(DemoOptions(Path(args.out), args.seed, args.max_videos_per_subset, args.overrides))
+    demo(args.out, args.seed, args.max_videos_per_subset, args.threads, args.overrides)
     return 0

@@ -1,7 +1,7 @@
 """``stale detect VIDEO_OR_DIR... --classes "a,b" --out DIR [--run RUN] [--weights CLIP]``.
 
 Video files in, detections a person can look at out: features (cached), detections, CSV,
-subtitles, timelines and an HTML report; see :mod:`stale.runs.detect` and docs/detect.md.
+subtitles, timelines and an HTML report; see :mod:`stale.pipeline.detect_videos` and docs/detect.md.
 """
 
 from __future__ import annotations
@@ -50,21 +50,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from stale.core.hub import preflight_weights
+    from stale.api import detect
 
-    preflight_weights(args.arch, args.weights, "CLIP weights")   # before the slow imports
-    from stale.runs.detect import DetectOptions, run_detect
-    from stale.training.runtime import set_threads
-
-    set_threads(args.threads)
-    opts = DetectOptions(classes=args.classes, run=args.run, weights=args.weights, arch=args.arch, seed=args.seed,
-                         clip_frames=args.clip_frames, stride=args.stride, frames_per_clip=args.frames_per_clip,
-                         batch_size=args.batch_size, device=args.device, overrides=list(args.overrides),
-                         subtitle_top=args.subtitle_top, subtitle_min_score=args.subtitle_min_score,
-                         timeline_top=args.timeline_top, overwrite=args.overwrite, skip_bad=args.skip_bad,
-                         allow_truncated=args.allow_truncated,
-                         progress=not args.no_progress)
-    res = run_detect(args.inputs, args.out, opts)
+    res = detect(args.inputs, args.classes, args.out, run=args.run, weights=args.weights, arch=args.arch,
+                 overwrite=args.overwrite, threads=args.threads, seed=args.seed, clip_frames=args.clip_frames,
+                 stride=args.stride, frames_per_clip=args.frames_per_clip, batch_size=args.batch_size,
+                 device=args.device, overrides=list(args.overrides), subtitle_top=args.subtitle_top,
+                 subtitle_min_score=args.subtitle_min_score, timeline_top=args.timeline_top, skip_bad=args.skip_bad,
+                 allow_truncated=args.allow_truncated, progress=not args.no_progress)
     n = sum(len(v) for v in res.results.values())
     print(f"{n} detections in {len(res.results)} videos ({res.detector})")
     for vid, t in res.timings.items():
@@ -75,7 +68,7 @@ def run(args) -> int:
         print(f"  skipped {path}: {reason}")
     print(f"report: {res.files['report']}  (also detections.json, detections.csv, subtitles/, timelines/)")
     if args.serve:
-        from stale.viz.html import serve
+        from stale.reporting.serve import serve
 
         serve(res.files["report"], list(res.sources.values()), port=args.port)
     return 0

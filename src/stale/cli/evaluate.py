@@ -10,9 +10,9 @@ HELP = "detection mAP per tIoU (exact ActivityNet algorithm) of a results JSON a
 def add_arguments(parser):
     parser.add_argument("ground_truth", help="ground-truth JSON ({'database': {vid: {...}}})")
     parser.add_argument("predictions", help="results JSON ({'results': {vid: [detections]}})")
-    parser.add_argument("--subset", default="validation",
-                        help="GT subset to evaluate, case-insensitive (default: validation; "
-                             "THUMOS14: test)")
+    parser.add_argument("--subset", default=None,
+                        help="GT subset to evaluate, case-insensitive (default: the ground truth's only "
+                             "subset when it holds one, else validation; THUMOS14: test)")
     parser.add_argument("--tiou", default="activitynet",
                         help="activitynet (0.50:0.05:0.95), thumos14 (0.3:0.1:0.7) or a "
                              "comma-separated list, e.g. 0.3,0.5 (default: activitynet)")
@@ -49,7 +49,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from stale.core.io import atomic_write_json, remove_stale_temp_files
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
     from stale.evaluation import evaluate_files
 
     if args.json_out:   # checked before the evaluation: never the GT, the predictions or a folder

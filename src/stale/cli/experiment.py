@@ -31,30 +31,29 @@ def add_arguments(parser):
 
 
 def run(args):
+    from stale import api
     from stale.core.errors import StaleError
-    from stale.runs import experiment as ex
+    from stale.experiments.spec import load_spec
+    from stale.experiments.summary import format_results
 
     if args.spec == "list":
-        for name in ex.list_specs():
+        for name in api.list_experiments():
             print(name)
         return 0
     if args.spec == "summarize":
         if not args.folder:
             raise StaleError("summarize: give the experiment folder (stale experiment summarize DIR)")
-        res = ex.summarize(args.folder)
-        print(ex.format_results(ex.load_spec(res["spec"]), res))
+        res = api.summarize_experiment(args.folder)
+        print(format_results(load_spec(res["spec"]), res))
         return 0
     if not args.out:
         raise StaleError("give --out DIR for the experiment's cells and results")
-    res = ex.run_experiment(
-        args.spec, args.out,
-        splits=ex.parse_range(args.splits) if args.splits else None,
-        seeds=ex.parse_range(args.seeds, "--seeds") if args.seeds else None,
-        variants=args.variants or None, datasets=args.datasets or None, settings=args.settings or None,
-        overrides=args.overrides, jobs=args.jobs, launcher=args.launcher,
-        slurm={"partition": args.partition, "time": args.time, "gpus": args.gpus_per_job, "cpus": args.cpus_per_job,
-               "parallel": args.jobs, "ddp": args.ddp_procs})
-    print(ex.format_results(ex.load_spec(res["spec"]), res))
+    res = api.experiment(args.spec, args.out, splits=args.splits or None, seeds=args.seeds or None,
+                         variants=args.variants, settings=args.settings, datasets=args.datasets,
+                         overrides=args.overrides, jobs=args.jobs, launcher=args.launcher, partition=args.partition,
+                         time=args.time, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
+                         ddp_procs=args.ddp_procs)
+    print(format_results(load_spec(res["spec"]), res))
     print(f"results: {args.out}/results.json, results.md, results.png")
     if res["failed"]:
         raise StaleError(f"{len(res['failed'])} of {res['cells_expected']} cells failed (see {args.out}/results.md): "

@@ -1,7 +1,7 @@
 """``stale extract VIDEO_OR_DIR... --out DIR``: CLIP image features of your own videos.
 
 Writes ``<prefix><stem>.npy`` (T, C) per video, ``extract_meta.json`` and a ``videos.json``
-annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.runs.extract` and
+annotation stub (subset ``testing``) for ``stale predict``; see :mod:`stale.pipeline.extract` and
 docs/extract.md.
 """
 
@@ -44,46 +44,16 @@ def add_arguments(parser) -> None:
                              "N jobs (e.g. a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N) fill one --out")
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``--shard I/N`` -> (I, N); a malformed value is a one-line error."""
-    from stale.core.errors import StaleError
-
-    if text is None:
-        return None
-    parts = text.split("/")
-    try:
-        i, n = (int(p) for p in parts)
-    except ValueError:
-        raise StaleError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise StaleError(f"--shard {text!r}: must be I/N with 0 <= I < N")
-    return i, n
-
-
 def run(args) -> int:
     import sys
 
-    from stale.core.hub import preflight_weights
+    from stale.api import extract
 
-    preflight_weights(args.arch, args.weights, "CLIP image weights")   # before the slow imports
-    from stale.runs.extract import ExtractConfig, check_extract_output, extract_videos
-    from stale.text.image import load_image_encoder
-    from stale.training.runtime import resolve_device, set_threads
-
-    set_threads(args.threads)
-    cfg = ExtractConfig(arch=args.arch, weights=args.weights, clip_frames=args.clip_frames,
-                        stride=args.stride, frames_per_clip=args.frames_per_clip,
-                        batch_size=args.batch_size, device=str(resolve_device(args.device)),
-                        prefix=args.prefix, overwrite=args.overwrite, skip_bad=args.skip_bad,
-                        allow_truncated=args.allow_truncated, seed=args.seed,
-                        progress=not args.no_progress, shard=parse_shard(args.shard))
-    check_extract_output(args.inputs, args.out, cfg)   # before the weights load
-    encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
-    if encoder.random:
-        print(f"WARNING: image encoder {encoder.description}. These features carry no visual "
-              f"meaning; use them for tests and benchmarks only.", file=sys.stderr)
-    summary = extract_videos(args.inputs, args.out, cfg, encoder)
-    shard = f"shard {cfg.shard[0]}/{cfg.shard[1]}: " if cfg.shard else ""
+    summary = extract(args.inputs, args.out, args.weights, args.arch, args.clip_frames, args.stride,
+                      args.frames_per_clip, args.batch_size, args.device, args.prefix, args.overwrite,
+                      args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress,
+                      shard=args.shard)
+    shard = f"shard {args.shard}: " if args.shard else ""
     print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():
         print(f"  skipped {path}: {reason}", file=sys.stderr)

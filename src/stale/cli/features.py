@@ -1,5 +1,5 @@
 """``stale features inspect|convert``: look at a feature release, and convert it to the ``.npy``
-layout; see :mod:`stale.runs.features` and docs/features.md."""
+layout; see :mod:`stale.pipeline.features` and docs/features.md."""
 
 from __future__ import annotations
 
@@ -43,31 +43,27 @@ def add_arguments(parser) -> None:
                    help="write into a folder holding other files, replacing same-named .npy files")
 
 
-def _config(args):
-    from stale.runs.features import source_config
-
-    return source_config(args.sources, args.dim, args.kind, args.prefix, args.suffix, args.key, args.layout,
-                         getattr(args, "nonfinite", "error"), args.length_mismatch)
-
-
 def run(args) -> int:
     import json
     import sys
 
+    from stale.api import features_convert, features_inspect
     from stale.core.errors import StaleError
     from stale.core.logs import interactive
-    from stale.runs.features import convert_features, format_inspect, inspect_features
 
-    show = not args.no_progress and interactive()
-    cfg = _config(args)
+    source = dict(kind=args.kind, prefix=args.prefix, suffix=args.suffix, key=args.key, layout=args.layout,
+                  dim=args.dim, length_mismatch=args.length_mismatch,
+                  progress=not args.no_progress and interactive())
     if args.features_command == "inspect":
-        report = inspect_features(cfg, args.annotations, progress=show)
+        from stale.pipeline.features import format_inspect
+
+        report = features_inspect(args.sources, args.annotations, **source)
         print(json.dumps(report, indent=1) if args.json else format_inspect(report))
         sys.stdout.flush()
         n = report["problems"]["count"]
         if n:
             raise StaleError(f"{n} problem(s) in {report['source']}, first: {report['problems']['examples'][0]}")
         return 0
-    summary = convert_features(cfg, args.out, overwrite=args.overwrite, progress=show)
+    summary = features_convert(args.sources, args.out, nonfinite=args.nonfinite, overwrite=args.overwrite, **source)
     print(summary.line())
     return 0

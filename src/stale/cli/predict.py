@@ -31,16 +31,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    from stale.core.errors import StaleError
-    from stale.runs.predict import load_run, read_class_names, run_prediction
-    from stale.training.runtime import set_threads
+    from stale.api import predict
 
-    if args.batch_size < 1:
-        raise StaleError(f"--batch-size must be >= 1, got {args.batch_size}")
-    set_threads(args.threads)
-    classes = read_class_names(args.classes)
-    run_ = load_run(args.run, args.device, args.overrides, annotations=args.annotations, features=args.features)
-    run_prediction(run_, args.out, subset=args.subset, classes=classes, all_videos=args.all_videos,
-                   batch_size=args.batch_size, fuse_scores=args.fuse_video_scores, gt_out=args.gt_out,
-                   overwrite=args.overwrite, annotations_path=args.annotations)
+    predict(args.run, args.out, subset=args.subset, classes=args.classes, all_videos=args.all_videos,
+            gt_out=args.gt_out, batch_size=args.batch_size, device=args.device, threads=args.threads,
+            overrides=args.overrides, annotations=args.annotations, features=args.features,
+            fuse_video_scores=args.fuse_video_scores, overwrite=args.overwrite)
     return 0

@@ -1,5 +1,5 @@
 """``stale report FOLDER [--out FILE] [--serve]``: the HTML report of a demo, detect, run or
-experiment folder; see :mod:`stale.runs.report` and docs/detect.md."""
+experiment folder; see :mod:`stale.reporting.folders` and docs/detect.md."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from stale.runs.report import write_folder_report
+    from stale.reporting.folders import write_folder_report
 
     built = write_folder_report(args.folder, args.out, overwrite=args.overwrite)
     print(f"report of the {built.kind} folder {args.folder}: {built.default_out}")
     if args.serve:
-        from stale.viz.html import serve
+        from stale.reporting.serve import serve
 
         serve(built.default_out, built.videos, port=args.port)
     return 0

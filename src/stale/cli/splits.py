@@ -29,22 +29,10 @@ def add_arguments(parser):
     p.add_argument("--overwrite", action="store_true", help="replace existing train.list / test.list")
 
 
-def _classes(annotations, dataset):
-    from stale.data import resources
-    from stale.data.annotations import load_annotations
-    from stale.core.errors import StaleError
-
-    if annotations is None:
-        if dataset is None:
-            raise StaleError("give --annotations FILE (or a dataset name to use the packaged file)")
-        annotations = resources.annotations_path(dataset)
-    return load_annotations(annotations).classes()
-
-
 def _show(args) -> int:
-    from stale.data.splits import load_split
+    from stale.api import splits
 
-    split = load_split(args.dataset, args.setting, args.index)
+    split = splits(args.dataset, args.setting, args.index)
     print(f"{split.name}")
     print(f"seen ({len(split.seen)}):")
     for n in split.seen:
@@ -56,48 +44,18 @@ def _show(args) -> int:
 
 
 def _validate(args) -> int:
-    from stale.data.splits import NUM_SPLITS, canonical_dataset, load_split, read_split_files, validate_split
-    from stale.core.errors import StaleError
+    from stale.api import splits_validate
 
-    if (args.seen is None) != (args.unseen is None):
-        raise StaleError("give both --seen and --unseen for a user-defined split")
-    dataset = canonical_dataset(args.dataset) if args.dataset else None
-    if args.seen is not None:
-        splits = [read_split_files(args.seen, args.unseen)]
-    else:
-        if dataset is None or args.setting is None:
-            raise StaleError("give DATASET SETTING [INDEX|all], or --seen and --unseen files")
-        if args.index in (None, "all"):
-            indices = range(NUM_SPLITS)
-        elif str(args.index).isdigit():
-            indices = [int(args.index)]
-        else:
-            raise StaleError(f"split index must be 0..{NUM_SPLITS - 1} or 'all', got {args.index!r}")
-        splits = [load_split(dataset, args.setting, i) for i in indices]
-    classes = _classes(args.annotations, dataset)
-    for split in splits:
-        validate_split(split, classes)
-        print(f"ok {split.name}: {len(split.seen)} seen + {len(split.unseen)} unseen = {len(classes)} classes")
+    for split, num_classes in splits_validate(args.dataset, args.setting, args.index, args.seen, args.unseen,
+                                              args.annotations):
+        print(f"ok {split.name}: {len(split.seen)} seen + {len(split.unseen)} unseen = {num_classes} classes")
     return 0
 
 
 def _random(args) -> int:
-    from pathlib import Path
+    from stale.api import splits_random
 
-    from stale.core.io import remove_stale_temp_files
-    from stale.core.outputs import Output, check_outputs
-    from stale.data.splits import random_split, write_split
-
-    out = Path(args.out)
-    ann = Path(args.annotations).expanduser()
-    check_outputs([Output(out, "dir", "--out", exists_ok=True), Output(out / "train.list", "file", "--out"),
-                   Output(out / "test.list", "file", "--out")],
-                  inputs=[] if ann.is_dir() else [ann], input_dirs=[ann] if ann.is_dir() else [],
-                  overwrite=args.overwrite)
-    remove_stale_temp_files(out, names=["train.list", "test.list"])
-    classes = _classes(args.annotations, None)
-    split = random_split(classes, args.unseen, args.seed)
-    train, test = write_split(split, args.out)
+    split, train, test = splits_random(args.annotations, args.out, args.unseen, args.seed, args.overwrite)
     print(f"{split.name}: {len(split.seen)} seen -> {train}, {len(split.unseen)} unseen -> {test}")
     return 0
 

@@ -62,12 +62,12 @@ def run(args):
         extra.append(f"train.device={args.device}")
     if not args.resume:
         preflight(args.config, [*args.overrides, *extra])
-    from stale.runs.config import load_run_config
-    from stale.runs.train import run_training
+    from stale.pipeline.config import load_run_config
+    from stale.pipeline.train import run_training
 
     cfg = load_run_config(args.config, [*args.overrides, *extra])
     if args.profile:
-        from stale.runs.profile import profile_training
+        from stale.pipeline.profile import profile_training
 
         print(profile_training(cfg, args.profile_steps, args.out, args.overwrite), end="")
         return 0

@@ -265,7 +265,7 @@ def load_yaml_tree(path: str | Path, _stack: tuple[Path, ...] = ()) -> dict:
     return merge(merged, data)
 
 
-def _blame(exc: StaleError, overrides: Sequence[str]) -> str | None:
+def blame_override(exc: StaleError, overrides: Sequence[str]) -> str | None:
     """The ``--set`` argument an error message is most likely about (by key), or None."""
     msg = str(exc)
     best, score = None, 0
@@ -304,7 +304,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
     try:
         return from_dict(cls, full)
     except StaleError as exc:
-        culprit = _blame(exc, overrides)
+        culprit = blame_override(exc, overrides)
         if culprit is not None:
             raise StaleError(f"--set {culprit}: {exc}") from None
         if file_error is not None and str(file_error) == str(exc) and src is not None:

@@ -100,6 +100,16 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, un
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True)
 
 
+def progress_bar(desc: str = "", total: int | None = None, unit: str = "it", enabled: bool = True,
+                 leave: bool = False):
+    """A bar advanced by hand (``.n``, ``.total``, ``.refresh()``, ``.close()``) for work that is not
+    one loop over an iterable; like :func:`progress`, drawn only on a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True,
+                disable=not (enabled and interactive()))
+
+
 class RunLog:
     """A timestamped log file for one run (``train.log``) that can start before its folder exists.
 

@@ -1,7 +1,7 @@
-"""Temporal-action annotations: readers for the layouts in use, one schema, counted quirk policies.
+"""Temporal-action annotations: one schema (:class:`AnnotationSet`), counted quirk policies.
 
-Four inputs are understood, all producing an :class:`AnnotationSet` of :class:`Video` objects
-whose segments are in seconds:
+Four inputs are understood (read by :mod:`stale.data.annotation_formats`), all producing an
+:class:`AnnotationSet` of :class:`Video` objects whose segments are in seconds:
 
 * ``activitynet``  – official ActivityNet layout (``version``/``taxonomy``/``database``);
 * ``actionformer`` – the same structure with ``fps`` per video (ActionFormer's THUMOS14 file);
@@ -18,23 +18,19 @@ file, the video and the field. See ``docs/data.md`` for the policies and the mea
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import logging
 import math
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from typing import Iterable, Iterator, Literal, Mapping
 
 from stale.core.errors import StaleError
+from stale.data.annotation_formats import (LAYOUTS, RawVideo, detect_layout, parse_bsn, parse_database,
+                                           parse_thumos_txt, read_id_list, read_json_file, where_field)
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("auto", "activitynet", "actionformer", "bsn", "thumos14-txt")
 
 
 @dataclass(frozen=True)
@@ -160,189 +156,9 @@ class AnnotationReport:
         return asdict(self)
 
 
-# ----------------------------------------------------------------------------- parsing helpers
-
-def _where(path: Path, vid: str | None, fieldname: str) -> str:
-    return f"{path}: video {vid}: field '{fieldname}'" if vid is not None else f"{path}: field '{fieldname}'"
-
-
-def _number(value: Any, path: Path, vid: str | None, fieldname: str) -> float:
-    """A finite float from a JSON/CSV value, or StaleError naming file, video and field."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise StaleError(f"{_where(path, vid, fieldname)}: not a number: {value!r}") from None
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StaleError(f"{_where(path, vid, fieldname)}: expected a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise StaleError(f"{_where(path, vid, fieldname)}: value is not finite ({value})")
-    return value
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with _open_text(path) as fh:
-            return json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
-        raise StaleError(f"{path}: cannot read JSON ({exc})") from None
-
-
-@dataclass
-class _Raw:
-    """A video as read, before policies: segments are ``(start, end, label)`` tuples."""
-
-    id: str
-    subset: str
-    duration: float | None
-    rows: list[tuple[float, float, str]]
-    fps: float | None = None
-    num_frames: int | None = None
-
-
-def _parse_rows(anns: Any, path: Path, vid: str) -> list[tuple[float, float, str]]:
-    if anns is None:
-        return []
-    if not isinstance(anns, list):
-        raise StaleError(f"{_where(path, vid, 'annotations')}: expected a list, got {type(anns).__name__}")
-    rows = []
-    for i, ann in enumerate(anns):
-        if not isinstance(ann, dict):
-            raise StaleError(f"{_where(path, vid, f'annotations[{i}]')}: expected an object")
-        seg = ann.get("segment")
-        if not isinstance(seg, (list, tuple)) or len(seg) != 2:
-            raise StaleError(f"{_where(path, vid, f'annotations[{i}].segment')}: expected [start, end], "
-                             f"got {seg!r}")
-        label = ann.get("label")
-        if not isinstance(label, str) or not label.strip():
-            raise StaleError(f"{_where(path, vid, f'annotations[{i}].label')}: expected a class name, "
-                             f"got {label!r}")
-        start = _number(seg[0], path, vid, f"annotations[{i}].segment[0]")
-        end = _number(seg[1], path, vid, f"annotations[{i}].segment[1]")
-        rows.append((start, end, label.strip()))
-    return rows
-
-
-def _parse_database(data: dict, path: Path) -> list[_Raw]:
-    db = data.get("database")
-    if not isinstance(db, dict):
-        raise StaleError(f"{_where(path, None, 'database')}: expected an object of videos")
-    out = []
-    for vid, entry in db.items():
-        if not isinstance(entry, dict):
-            raise StaleError(f"{path}: video {vid}: expected an object, got {type(entry).__name__}")
-        subset = entry.get("subset")
-        if not isinstance(subset, str) or not subset:
-            raise StaleError(f"{_where(path, vid, 'subset')}: expected a subset name, got {subset!r}")
-        duration = _number(entry.get("duration"), path, vid, "duration")
-        fps = _number(entry["fps"], path, vid, "fps") if entry.get("fps") is not None else None
-        out.append(_Raw(str(vid), subset.lower(), duration, _parse_rows(entry.get("annotations"), path, vid),
-                        fps=fps))
-    return out
-
-
-def _read_video_info(path: Path) -> dict[str, dict[str, str]]:
-    try:
-        with _open_text(path) as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StaleError(f"{path}: cannot read CSV ({exc})") from None
-    if not rows or "video" not in rows[0]:
-        raise StaleError(f"{path}: expected a CSV with a 'video' column (BSN video_info layout)")
-    return {r["video"]: r for r in rows}
-
-
-def _strip_v(name: str) -> str:
-    return name[2:] if name.startswith("v_") else name
-
-
-def _parse_bsn(data: dict, path: Path, video_info: Path | None) -> list[_Raw]:
-    if video_info is None and (path.parent / "video_info_new.csv").is_file():
-        video_info = path.parent / "video_info_new.csv"
-    info = _read_video_info(Path(video_info)) if video_info is not None else {}
-    info_path = Path(video_info) if video_info is not None else path
-    out = []
-    for name in list(data) + [n for n in info if n not in data]:
-        entry = data.get(name, {})
-        row = info.get(name, {})
-        if not isinstance(entry, dict):
-            raise StaleError(f"{path}: video {name}: expected an object, got {type(entry).__name__}")
-        subset = entry.get("subset") or row.get("subset")
-        if not isinstance(subset, str) or not subset:
-            raise StaleError(f"{_where(path, name, 'subset')}: missing (give the BSN video_info CSV "
-                             f"with a 'subset' column)")
-        if entry.get("duration_second") is not None:
-            duration = _number(entry["duration_second"], path, name, "duration_second")
-        elif row.get("seconds") not in (None, ""):
-            duration = _number(row["seconds"], info_path, name, "seconds")
-        else:
-            raise StaleError(f"{_where(path, name, 'duration_second')}: missing duration")
-        fps = _number(row["fps"], info_path, name, "fps") if row.get("fps") not in (None, "") else None
-        frames = row.get("numFrame") or entry.get("duration_frame")
-        num_frames = int(_number(frames, info_path, name, "numFrame")) if frames not in (None, "") else None
-        out.append(_Raw(_strip_v(name), subset.lower(), duration,
-                        _parse_rows(entry.get("annotations"), path, name), fps=fps, num_frames=num_frames))
-    return out
-
-
-_TXT_NAME = re.compile(r"^(?P<label>.+)_(?P<split>val|test)\.txt$")
-
-
-def _parse_thumos_txt(folder: Path, durations: Mapping[str, float] | None) -> list[_Raw]:
-    files = sorted(p for p in folder.rglob("*.txt") if _TXT_NAME.match(p.name))
-    if not files:
-        raise StaleError(f"{folder}: no THUMOS14 '<Class>_val.txt' / '<Class>_test.txt' files found")
-    videos: dict[str, _Raw] = {}
-    for f in files:
-        m = _TXT_NAME.match(f.name)
-        label, subset = m["label"], ("validation" if m["split"] == "val" else "test")
-        for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 3:
-                raise StaleError(f"{f}:{lineno}: expected 'video start end', got {line!r}")
-            vid = parts[0]
-            start = _number(parts[1], f, vid, f"line {lineno} start")
-            end = _number(parts[2], f, vid, f"line {lineno} end")
-            raw = videos.setdefault(vid, _Raw(vid, subset, None, []))
-            raw.rows.append((start, end, label))
-    if durations is not None:
-        for vid, raw in videos.items():
-            if vid in durations:
-                raw.duration = _number(durations[vid], folder, vid, "duration")
-    return list(videos.values())
-
-
-def _load_id_list(spec: str) -> set[str]:
-    """Video ids of a blocked list: a packaged name (``api``, ``missing_features``) or a file."""
-    from stale.data import resources
-
-    path = resources.blocked_list_path(spec) if spec in resources.BLOCKED_LISTS else Path(spec)
-    if not path.is_file():
-        raise StaleError(f"blocked list {spec!r}: file not found: {path} "
-                         f"(packaged lists: {', '.join(resources.BLOCKED_LISTS)})")
-    if path.suffix in (".json", ".gz"):
-        data = _read_json(path)
-        items = [x for v in data.values() for x in v] if isinstance(data, dict) else data
-        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-            raise StaleError(f"{path}: expected a JSON list of video ids (or an object of such lists)")
-        return set(items)
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
-
-
 # ----------------------------------------------------------------------------- policies
 
-def _clean(raw: _Raw, policy: AnnotationPolicy, rep: AnnotationReport) -> list[Segment]:
+def _clean(raw: RawVideo, policy: AnnotationPolicy, rep: AnnotationReport) -> list[Segment]:
     """Apply the segment policies to one video, in a fixed order, counting each action."""
     ambiguous = set(policy.ambiguous_labels)
     dur = raw.duration
@@ -384,11 +200,11 @@ def _clean(raw: _Raw, policy: AnnotationPolicy, rep: AnnotationReport) -> list[S
     return [Segment(s, e, lab) for s, e, lab in kept]
 
 
-def _build(raws: list[_Raw], source: Path, layout: str, policy: AnnotationPolicy) -> "AnnotationSet":
+def _build(raws: list[RawVideo], source: Path, layout: str, policy: AnnotationPolicy) -> "AnnotationSet":
     rep = AnnotationReport(source=str(source), layout=layout, policy=policy)
     blocked: set[str] = set()
     for spec in policy.blocked:
-        blocked |= _load_id_list(spec)
+        blocked |= read_id_list(spec)
     excluded = set(policy.exclude_videos)
     videos: dict[str, Video] = {}
     for raw in raws:
@@ -399,7 +215,7 @@ def _build(raws: list[_Raw], source: Path, layout: str, policy: AnnotationPolicy
             raw.duration = max(e for _, e, _ in raw.rows)
             rep.durations_inferred += 1
         if not raw.duration > 0:
-            raise StaleError(f"{_where(source, raw.id, 'duration')}: must be positive, got {raw.duration}")
+            raise StaleError(f"{where_field(source, raw.id, 'duration')}: must be positive, got {raw.duration}")
         if raw.id in videos:
             raise StaleError(f"{source}: video {raw.id}: listed twice")
         segments = _clean(raw, policy, rep)
@@ -419,28 +235,6 @@ def _build(raws: list[_Raw], source: Path, layout: str, policy: AnnotationPolicy
     aset = AnnotationSet(videos, rep)
     log.debug("%s", rep.summary())
     return aset
-
-
-def detect_layout(path: str | Path, data: Any = None) -> str:
-    """Name of the layout of ``path`` (see :data:`LAYOUTS`), or StaleError when unknown."""
-    path = Path(path)
-    if path.is_dir():
-        return "thumos14-txt"
-    if path.name.endswith((".csv", ".csv.gz")):
-        raise StaleError(f"{path}: a BSN video_info CSV holds no segments; pass the annotation JSON "
-                         f"and give this file as video_info")
-    data = _read_json(path) if data is None else data
-    if isinstance(data, dict) and isinstance(data.get("database"), dict):
-        entries = list(data["database"].values())[:50]
-        return "actionformer" if any(isinstance(e, dict) and "fps" in e for e in entries) else "activitynet"
-    if isinstance(data, dict) and data:
-        entries = list(data.items())[:50]
-        if all(isinstance(e, dict) and ("annotations" in e or "duration_second" in e) for _, e in entries):
-            return "bsn"
-    keys = list(data)[:5] if isinstance(data, dict) else type(data).__name__
-    raise StaleError(f"{path}: unknown annotation layout (top-level {keys}); expected the ActivityNet/"
-                     f"ActionFormer layout with 'database', the BSN layout keyed by 'v_<id>', or a folder "
-                     f"of official THUMOS14 txt files")
 
 
 def load_annotations(
@@ -466,22 +260,22 @@ def load_annotations(
     data = None
     if layout == "auto":
         if not path.is_dir():
-            data = _read_json(path) if not path.name.endswith((".csv", ".csv.gz")) else None
+            data = read_json_file(path) if not path.name.endswith((".csv", ".csv.gz")) else None
         layout = detect_layout(path, data)
     if layout == "thumos14-txt":
         if not path.is_dir():
             raise StaleError(f"{path}: the thumos14-txt layout expects a folder of per-class txt files")
         if isinstance(durations, AnnotationSet):
             durations = {v.id: v.duration for v in durations}
-        raws = _parse_thumos_txt(path, durations)
+        raws = parse_thumos_txt(path, durations)
     else:
-        data = _read_json(path) if data is None else data
+        data = read_json_file(path) if data is None else data
         if not isinstance(data, dict):
             raise StaleError(f"{path}: expected a JSON object at the top level")
         if layout == "bsn":
-            raws = _parse_bsn(data, path, Path(video_info) if video_info is not None else None)
+            raws = parse_bsn(data, path, Path(video_info) if video_info is not None else None)
         else:
-            raws = _parse_database(data, path)
+            raws = parse_database(data, path)
     return _build(raws, path, layout, policy)
 
 

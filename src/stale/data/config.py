@@ -2,7 +2,7 @@
 
 Relative paths are resolved against the current directory when a run is assembled; the run
 folder then records the absolute paths (and paths relative to itself, so a moved folder that
-carries its data still works: see ``stale.runs.assemble``). ``builtin:thumos14`` /
+carries its data still works: see ``stale.pipeline.assemble``). ``builtin:thumos14`` /
 ``builtin:activitynet`` name an annotation file shipped with stale.
 """
 
@@ -43,6 +43,12 @@ class DataConfig:
     exclude_videos: list[str] = field(default_factory=list)
     cache_mb: int = 256
     num_workers: int | None = None
+
+    @property
+    def tiou_preset(self) -> str:
+        """The evaluation's tIoU thresholds for this dataset (``stale.evaluation.TIOU_PRESETS``):
+        ActivityNet's 0.5:0.95, THUMOS14's 0.3:0.7 for every other dataset."""
+        return "activitynet" if self.dataset == "activitynet" else "thumos14"
 
     def validate(self) -> None:
         if self.num_snippets < 2 or self.num_snippets > 4096:

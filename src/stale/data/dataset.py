@@ -112,7 +112,8 @@ class VideoFeatureDataset(Dataset):
 
 class OrderedBatches(Sampler[list[int]]):
     """Batches of ``batch_size`` consecutive entries of an explicit index order (the last one
-    may be smaller). ``set_order`` swaps the order between epochs (persistent workers)."""
+    may be smaller). ``set_order`` swaps the order between epochs: one loader, and its workers,
+    serve a whole run (``persistent_workers``)."""
 
     def __init__(self, order: Sequence[int] | torch.Tensor, batch_size: int):
         self.order = [int(i) for i in order]

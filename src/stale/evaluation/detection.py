@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from stale.core.errors import StaleError
-from stale.evaluation.inputs import (GroundTruth, Predictions, load_blocked, load_json_file,
+from stale.evaluation.inputs import (GroundTruth, Predictions, default_subset, load_blocked, load_json_file,
                                      parse_ground_truth, parse_predictions)
 from stale.evaluation.matching import greedy_match
 
@@ -151,7 +151,7 @@ def interpolated_average_precision(tp: np.ndarray, npos: int) -> np.ndarray:
     return ap
 
 
-def evaluate_detection(ground_truth: Any, predictions: Any, subset: str = "validation",
+def evaluate_detection(ground_truth: Any, predictions: Any, subset: str | None = None,
                        tiou_thresholds: str | Sequence[float] | np.ndarray = "activitynet",
                        blocked: Iterable[str] = (), *, gt_source: str = "ground truth",
                        pred_source: str = "predictions", max_pairs: int = 2_000_000
@@ -161,7 +161,8 @@ def evaluate_detection(ground_truth: Any, predictions: Any, subset: str = "valid
     Args:
         ground_truth: parsed GT JSON, ``{"database": {vid: {"subset", "annotations"}}}``.
         predictions: parsed results JSON, ``{"results": {vid: [{"label","score","segment"}]}}``.
-        subset: GT subset to evaluate, compared case-insensitively.
+        subset: GT subset to evaluate, compared case-insensitively (None: the ground truth's
+            only subset when it holds one, else "validation"; see ``default_subset``).
         tiou_thresholds: preset name, comma-separated string or numbers.
         blocked: video ids removed from both GT and predictions.
         gt_source, pred_source: names (file paths) used in error messages.
@@ -169,6 +170,7 @@ def evaluate_detection(ground_truth: Any, predictions: Any, subset: str = "valid
     """
     thresholds = resolve_tiou_thresholds(tiou_thresholds)
     blocked = set(blocked)
+    subset = default_subset(ground_truth) if subset is None else subset
     gt = parse_ground_truth(ground_truth, subset, blocked, gt_source)
     if len(gt.classes) == 0:
         seen = ", ".join(f"{k!r} ({v} videos)" for k, v in gt.subsets_seen.items()) or "none"
@@ -179,7 +181,7 @@ def evaluate_detection(ground_truth: Any, predictions: Any, subset: str = "valid
 
 
 def evaluate_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike,
-                   subset: str = "validation",
+                   subset: str | None = None,
                    tiou_thresholds: str | Sequence[float] = "activitynet",
                    blocked_path: str | os.PathLike | None = None) -> DetectionResult:
     """``evaluate_detection`` on JSON files (errors name the files). The garbage collector is

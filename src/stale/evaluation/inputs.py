@@ -147,6 +147,18 @@ def _check_segment(seg: Any, source: str, vid: str, where: str) -> tuple[float, 
             _check_number(seg[1], source, vid, f"{where}[1]"))
 
 
+DEFAULT_SUBSET = "validation"
+
+
+def default_subset(data: Any) -> str:
+    """The subset to evaluate when none is named: the ground truth's only subset (lower case)
+    when it holds exactly one (``stale predict --gt-out`` writes one), else ``validation``."""
+    db = data.get("database") if isinstance(data, dict) else None
+    subsets = {str(v.get("subset", "")).lower() for v in db.values() if isinstance(v, dict)} \
+        if isinstance(db, dict) else set()
+    return subsets.pop() if len(subsets) == 1 and "" not in subsets else DEFAULT_SUBSET
+
+
 def parse_ground_truth(data: Any, subset: str, blocked: Iterable[str] = (),
                        source: str = "ground truth") -> GroundTruth:
     """Keep the videos of ``subset`` (compared case-insensitively) minus ``blocked``."""

@@ -224,7 +224,8 @@ class STALELoss(nn.Module):
         const = consistency_loss(out.class_logits, out.mask_logits, out.const_clf_feats,
                                  out.const_mask_feats, cfg.const_topk, cfg.const_class_threshold,
                                  cfg.const_mask_threshold, cfg.const_weighting)
-        align = (alignment_loss(out.class_logits, out.logit_scale, targets.snippet_labels, out.fg_hard)
+        learned = out.class_logits if out.prior_logits is None else out.class_logits - out.prior_logits
+        align = (alignment_loss(learned, out.logit_scale, targets.snippet_labels, out.fg_hard)
                  if cfg.w_align > 0 else cls * 0.0)
         total = (cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
                  + cfg.w_align * align)

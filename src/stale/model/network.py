@@ -22,6 +22,7 @@ from stale.model.heads import (ConsistencyProjections, CosineClassifier, Dynamic
 from stale.model.losses import LossConfig
 from stale.model.masking import MaskingConfig, RepresentationMasking
 from stale.model.outputs import ModelOutput
+from stale.model.prior import ClipPrior, PriorConfig
 from stale.model.temporal import TemporalConfig, TemporalEncoder
 
 
@@ -41,12 +42,13 @@ class ModelConfig:
     cross_modal: CrossModalConfig = field(default_factory=CrossModalConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
 
     def validate(self) -> None:
         if self.input_dim < 1 or self.width < 1:
             raise StaleError(f"model: input_dim and width must be >= 1, "
                              f"got {self.input_dim}, {self.width}")
-        for sub in (self.temporal, self.masking, self.cross_modal, self.heads, self.loss):
+        for sub in (self.temporal, self.masking, self.cross_modal, self.heads, self.loss, self.prior):
             sub.validate()
 
 
@@ -71,6 +73,12 @@ class STALE(nn.Module):
         self.localizer = DynamicMaskLocalizer(cfg.heads, cfg.width)
         const_width = cfg.input_dim if cfg.heads.const_input == "features" else cfg.width
         self.consistency = ConsistencyProjections(cfg.heads, const_width)
+        self.prior = None
+        if cfg.prior.enabled:
+            tower = getattr(text_encoder, "tower", None)
+            if tower is None:
+                raise StaleError("model.prior needs a CLIP text encoder with a tower")
+            self.prior = ClipPrior(cfg.prior, tower, cfg.input_dim)
 
     def _check_features(self, features: Tensor) -> None:
         if features.dim() != 3 or features.shape[-1] != self.cfg.input_dim:
@@ -117,8 +125,13 @@ class STALE(nn.Module):
         text_v = self.cross_modal(text, mask.fg_features, mask.fg_hard)        # Eq. 5-6
         clf_feats, mask_feats = self.consistency(features if self.cfg.heads.const_input == "features"
                                                  else f_vis)
+        class_logits = self.classifier(text_v, f_vis, mask.fg_weight)          # Eq. 7
+        prior = None
+        if self.prior is not None:
+            prior = self.prior(features, class_names)                          # (B, T, K+1)
+            class_logits = class_logits + prior.to(class_logits.dtype)
         return ModelOutput(
-            class_logits=self.classifier(text_v, f_vis, mask.fg_weight),      # Eq. 7
+            class_logits=class_logits, prior_logits=prior,
             mask_logits=self.localizer(f_vis),                                 # Eq. 8
             fg_logits=mask.fg_logits, fg_hard=mask.fg_hard, fg_weight=mask.fg_weight,
             fg_learned=mask.learned, text_features=text_v,

@@ -49,6 +49,8 @@ class ModelOutput:
     text_features (B, K+1, C): class features adapted per video (Eq. 6).
     const_clf_feats / const_mask_feats (B, T, C_p): E_p / E_m inputs of L_const (Eq. 12).
     query_masks (B, Nz, T) or None. logit_scale: the classifier scale s (scalar tensor).
+    prior_logits (B, T, K+1) or None: the CLIP prior's share of ``class_logits``
+    (:mod:`stale.model.prior`), already added to them.
     """
 
     class_logits: Tensor
@@ -62,6 +64,7 @@ class ModelOutput:
     const_mask_feats: Tensor
     logit_scale: Tensor
     query_masks: Tensor | None = None
+    prior_logits: Tensor | None = None
 
     def float(self) -> "ModelOutput":
         """Floating-point tensors cast to float32 (losses run in float32 under autocast)."""

@@ -22,11 +22,16 @@ principle (a linear probe fitted on seen classes transfers). For ``aligned``, ``
 turns the prototypes by a fixed random rotation ``R = exp(rotation * S)`` (``S`` a random
 skew-symmetric matrix of unit spectral norm) and ``gap`` adds a constant unit vector ``u`` times
 ``gap`` -- CLIP's modality gap: image and text embeddings share a space up to a rotation-like
-misalignment and a constant offset.
+misalignment and a constant offset. ``aligned_base: raw`` rotates the raw unit text code instead of
+the centred one, keeping the large component all names share: raw cosines between features and
+class prompts then behave as CLIP's do (matching class highest, every class well above zero),
+which is what a training-free detector reads.
 
 ``μ`` is the mean embedding of the layout's whole class list and ``s`` the RMS norm of the centred
-embeddings. Random text towers (and real CLIP) give embeddings with a large shared component;
-without centring all prototypes would nearly coincide.
+embeddings (legacy), or both come from a ``reference`` set of embeddings that names no class
+(:mod:`stale.synth.codes`), so that no unseen-class information enters the normalisation.
+Random text towers (and real CLIP) give embeddings with a large shared component; without
+centring all prototypes would nearly coincide.
 """
 
 from __future__ import annotations
@@ -50,13 +55,14 @@ class VisualEncoderConfig:
     perturbation: float = 0.5  # γ of the aligned / linear kinds
     rotation: float = 0.0  # aligned: angle scale of the fixed random rotation R (radians)
     gap: float = 0.0  # aligned: norm of the constant modality-gap offset
+    aligned_base: str = "centred"  # aligned: rotate the centred code x̃ (legacy) or the raw unit code
 
 
 class RandomVisualEncoder:
     """Seeded random 2-layer MLP mapping (N, E) text embeddings to (N, D) unit visual vectors."""
 
     def __init__(self, class_embeddings: np.ndarray, dim: int, rng: np.random.Generator,
-                 cfg: VisualEncoderConfig | None = None):
+                 cfg: VisualEncoderConfig | None = None, reference: np.ndarray | None = None):
         cfg = cfg or VisualEncoderConfig()
         emb = np.asarray(class_embeddings, dtype=np.float64)
         if emb.ndim != 2 or emb.shape[0] < 2 or not np.isfinite(emb).all():
@@ -64,15 +70,20 @@ class RandomVisualEncoder:
         self.cfg = cfg
         self.text_dim = emb.shape[1]
         self.dim = int(dim)
+        ref = emb if reference is None else np.asarray(reference, dtype=np.float64)
+        if ref.ndim != 2 or ref.shape[1] != emb.shape[1] or len(ref) < 2:
+            raise StaleError(f"reference embeddings must be a (V>=2, {emb.shape[1]}) array, got shape {ref.shape}")
         if cfg.center_text:
-            self.mu = emb.mean(axis=0)
-            centred = emb - self.mu
+            self.mu = ref.mean(axis=0)
+            centred = ref - self.mu
             self.scale = float(np.sqrt((centred ** 2).sum(axis=1).mean()))
             if not self.scale > 1e-12:
                 raise StaleError("class embeddings are all identical; cannot derive class prototypes")
         else:
             self.mu = np.zeros(self.text_dim)
-            self.scale = float(np.sqrt((emb ** 2).sum(axis=1).mean()))
+            self.scale = float(np.sqrt((ref ** 2).sum(axis=1).mean()))
+        if cfg.aligned_base not in ("centred", "raw"):
+            raise StaleError(f"synth encoder.aligned_base must be 'centred' or 'raw', got {cfg.aligned_base!r}")
         if cfg.kind not in ("mlp", "aligned", "linear"):
             raise StaleError(f"synth encoder.kind must be 'mlp', 'aligned' or 'linear', got {cfg.kind!r}")
         if cfg.kind == "aligned" and self.dim != self.text_dim:
@@ -102,11 +113,12 @@ class RandomVisualEncoder:
         """(N, E) -> (N, E) the encoder's input x̃ (centred and scaled to unit RMS norm)."""
         return (np.asarray(embeddings, dtype=np.float64) - self.mu) / self.scale
 
-    def random_text(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, E) random embeddings with the class set's statistics (pseudo-classes, background)."""
+    def random_text(self, n: int, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
+        """(n, E) random embeddings with the class set's statistics (pseudo-classes, background);
+        ``spread`` scales their distance from the mean (scenes further from everything named)."""
         z = rng.standard_normal((n, self.text_dim))
         z /= np.linalg.norm(z, axis=1, keepdims=True)
-        return self.mu + self.scale * z
+        return self.mu + spread * self.scale * z
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, E) text embeddings -> (N, D) L2-normalised visual prototypes (float64)."""
@@ -117,7 +129,13 @@ class RandomVisualEncoder:
         h = np.tanh(x @ self.w1.T + self.b1)
         p = h @ self.w2.T
         if self.cfg.kind == "aligned":
-            base = x @ self.rot.T if self.rot is not None else x
+            if self.cfg.aligned_base == "raw":
+                # γ is then the perturbation's size relative to the unit code
+                base = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+                p = p / np.linalg.norm(p, axis=1, keepdims=True)
+            else:
+                base = x
+            base = base @ self.rot.T if self.rot is not None else base
             p = base + self.cfg.perturbation * p
             if self.offset is not None:
                 p = p + self.offset

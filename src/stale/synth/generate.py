@@ -23,12 +23,13 @@ import numpy as np
 from stale.core.config import to_dict
 from stale.core.errors import StaleError
 from stale.core.io import atomic_save, atomic_write_json
+from stale.synth.codes import ClassCodeConfig, class_codes
 from stale.synth.encoder import RandomVisualEncoder, VisualEncoderConfig
 from stale.synth.layouts import (LayoutSpec, SourceVideo, annotation_json, get_layout, load_source,
                                  select_videos)
 from stale.synth.render import Rendered, RenderConfig, SharedParts, render_video
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: class codes, scenes, per-video nuisance (legacy settings keep their bytes)
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -43,6 +44,7 @@ class SynthConfig:
     subsets: list[str] | None = None  # None: the layout's annotated subsets
     encoder: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    codes: ClassCodeConfig = field(default_factory=ClassCodeConfig)
 
     def validate(self) -> None:
         get_layout(self.layout)
@@ -51,6 +53,7 @@ class SynthConfig:
         if self.max_videos_per_subset is not None and self.max_videos_per_subset < 1:
             raise StaleError(f"max_videos_per_subset must be >= 1, got {self.max_videos_per_subset}")
         self.render.validate()
+        self.codes.validate()
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -64,8 +67,9 @@ def video_rng(seed: int, video_id: str) -> np.random.Generator:
 class SynthDataset:
     """The generator: real temporal skeleton + text-derived class semantics -> features.
 
-    ``embed`` is either a function ``names -> (K, E)`` (the text encoder the detector will use)
-    or the (K, E) embedding matrix of ``self.classes`` (the layout's whole class list, in order).
+    ``embed`` is either a function ``embed(names) -> (K, E)`` (the text encoder the detector will
+    use; with ``codes.templates`` it is called as ``embed(names, template)``) or the (K, E) class
+    code matrix of ``self.classes`` (the layout's whole class list, in order; legacy codes only).
     ``source`` overrides the packaged annotation file.
     """
 
@@ -74,15 +78,24 @@ class SynthDataset:
         self.cfg = cfg
         self.layout: LayoutSpec = get_layout(cfg.layout)
         all_videos, self.classes, self._extra = load_source(self.layout, source)
-        emb = np.asarray(embed(list(self.classes)) if callable(embed) else embed, dtype=np.float64)
+        reference = None
+        if not cfg.codes.legacy:
+            if not callable(embed):
+                raise StaleError("synth codes.templates need a text-embedding function, not a fixed matrix")
+            emb, reference = class_codes(list(self.classes), cfg.codes,
+                                         lambda names, t: embed(list(names), template=t),
+                                         np.random.default_rng(np.random.SeedSequence([cfg.seed, 4])))
+        else:
+            emb = np.asarray(embed(list(self.classes)) if callable(embed) else embed, dtype=np.float64)
         if emb.ndim != 2 or emb.shape[0] != len(self.classes):
             raise StaleError(f"expected ({len(self.classes)}, E) class embeddings for the "
                              f"{cfg.layout} classes, got shape {emb.shape}")
         subsets = tuple(cfg.subsets) if cfg.subsets else self.layout.default_subsets
         self.videos: list[SourceVideo] = select_videos(all_videos, subsets, cfg.max_videos_per_subset, cfg.seed)
         self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.codes = emb
         self.encoder = RandomVisualEncoder(emb, cfg.dim, np.random.default_rng(np.random.SeedSequence([cfg.seed, 1])),
-                                           cfg.encoder)
+                                           cfg.encoder, reference)
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
         n_pseudo = max(1, int(round(cfg.render.pseudo_class_ratio * len(self.classes))))
         basis, _ = np.linalg.qr(rng.standard_normal((cfg.dim, cfg.render.bg_drift_rank)))
@@ -92,6 +105,8 @@ class SynthDataset:
             background=self.encoder(self.encoder.random_text(1, rng))[0],
             drift_basis=basis.T[: cfg.render.bg_drift_rank],
             action_dir=_unit(np.random.default_rng(np.random.SeedSequence([cfg.seed, 3])).standard_normal(cfg.dim)),
+            scenes=(self.encoder(self.encoder.random_text(cfg.render.bg_scenes, np.random.default_rng(
+                np.random.SeedSequence([cfg.seed, 5])), cfg.render.scene_spread)) if cfg.render.bg_scenes > 0 else None),
         )
 
     def render(self, video: SourceVideo) -> Rendered:
@@ -164,7 +179,7 @@ def check_synth_folder(out: Path, overwrite: bool = False, config: dict | None =
     """Refuse to write into a folder holding files the generator did not create, or a dataset
     made with another config (see ``write``)."""
     from stale.core.io import read_json
-    from stale.core.outputs import Output, check_outputs
+    from stale.core.output_checks import Output, check_outputs
 
     check_outputs([Output(out, "dir", "--out", exists_ok=True)])
     if overwrite or not out.is_dir() or not any(out.iterdir()):
@@ -186,5 +201,9 @@ def default_embed_fn(weights: str | None = None, template: str = "a video of {}.
         from stale.text import embed_class_names
     except ImportError as exc:  # pragma: no cover - depends on the text package being installed
         raise StaleError(f"the text encoder (stale.text.embed_class_names) is not available: {exc}") from None
-    return lambda names: np.asarray(embed_class_names(list(names), weights=weights, template=template))
+    default = template
+
+    def embed(names: Sequence[str], template: str = default) -> np.ndarray:
+        return np.asarray(embed_class_names(list(names), weights=weights, template=template))
+    return embed
 

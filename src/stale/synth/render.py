@@ -11,8 +11,18 @@
 * ``bg(t) = normalise(b_v + δ · d(t))``: a per-video base ``b_v = normalise(p_bg + σ_b u_v + κ p̄_v)``
   (shared background prototype, video-specific direction, context of the video's classes) plus a
   slow drift ``d(t)``: white noise in a rank-``R`` subspace smoothed over ``τ`` seconds.
+  With ``bg_scenes > 0`` the shared prototype ``p_bg`` becomes a scene sequence ``p_s(t)``:
+  the video walks through scenes drawn from ``bg_scenes`` scene prototypes (unrelated to any
+  class), switching after exponential durations of mean ``scene_length_s``, with transitions
+  smoothed over ``τ``.
 * ``ε(t)``: isotropic N(0, I/D) noise box-smoothed over ``clip_frames / stride`` features, as
   overlapping clips share frames.
+* Per-video nuisance (``gain``, ``offset``): ``x <- g_v ⊙ x + o_v`` with channel gains
+  ``g_v = exp(gain · N(0, I))`` and an offset ``o_v ~ offset · N(0, I/D)``, as camera, lighting
+  and encoder statistics change from one video to the next.
+
+Draws added after the original ones (scenes, nuisance) come last from a video's generator, so the
+legacy settings keep their exact bytes.
 """
 
 from __future__ import annotations
@@ -37,30 +47,39 @@ class RenderConfig:
     bg_drift_timescale_s: float = 20.0  # τ
     bg_drift_rank: int = 16  # R
     actionness: float = 0.0  # α_a, weight of the direction shared by all actions (class-agnostic cue)
+    bg_scenes: int = 0  # scene prototypes the background walks through (0: one shared background)
+    scene_length_s: float = 40.0  # mean duration of a scene
+    scene_spread: float = 1.0  # scene codes' distance from the reference mean, in its RMS units
+    gain: float = 0.0  # per-video per-channel log-gain std
+    offset: float = 0.0  # per-video offset norm
 
     def validate(self) -> None:
         from stale.core.errors import StaleError
 
         for name in ("noise", "instance_variation", "boundary_softness", "distractor_rate",
-                     "pseudo_class_ratio", "bg_variation", "bg_context", "bg_drift", "actionness"):
+                     "pseudo_class_ratio", "bg_variation", "bg_context", "bg_drift", "actionness",
+                     "gain", "offset", "scene_spread"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise StaleError(f"synth knob {name} must be a finite number >= 0, got {value!r}")
         if not self.bg_drift_timescale_s > 0 or self.bg_drift_rank < 1:
             raise StaleError("synth knobs bg_drift_timescale_s must be > 0 and bg_drift_rank >= 1")
+        if self.bg_scenes < 0 or not self.scene_length_s > 0:
+            raise StaleError("synth knobs bg_scenes must be >= 0 and scene_length_s > 0")
 
 
 @dataclass
 class SharedParts:
     """Dataset-wide random parts: (K, D) class prototypes, (P, D) pseudo-class prototypes,
     (D,) background prototype, (R, D) orthonormal drift basis, (D,) unit "actionness" direction
-    shared by every action (annotated or distractor)."""
+    shared by every action (annotated or distractor), (S, D) scene prototypes (or None)."""
 
     prototypes: np.ndarray
     pseudo: np.ndarray
     background: np.ndarray
     drift_basis: np.ndarray
     action_dir: np.ndarray | None = None
+    scenes: np.ndarray | None = None
 
 
 @dataclass
@@ -99,6 +118,21 @@ def trapezoid_weights(centres: np.ndarray, starts: np.ndarray, ends: np.ndarray,
 def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """N(0, I/D) rows: expected squared norm 1."""
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(1.0 / np.sqrt(shape[1]))
+
+
+def scene_sequence(centres: np.ndarray, duration: float, n_scenes: int, mean_length_s: float,
+                   smooth: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, S) float32 scene weights (rows sum to 1): scenes of exponential durations with mean
+    ``mean_length_s``, each drawn uniformly from ``n_scenes``, transitions box-smoothed twice over
+    ``smooth`` features."""
+    n = int(np.ceil(3 * duration / mean_length_s)) + 2
+    ends = np.cumsum(rng.exponential(mean_length_s, size=n))
+    which = rng.integers(0, n_scenes, size=n + 1)
+    idx = which[np.searchsorted(ends, centres)]
+    onehot = np.zeros((len(centres), n_scenes), dtype=np.float32)
+    onehot[np.arange(len(centres)), idx] = 1.0
+    w = box_smooth(box_smooth(onehot, smooth), smooth)
+    return w / w.sum(1, keepdims=True)
 
 
 def _place_distractors(rng, n, lengths, duration, busy_s, busy_e, tries=8):
@@ -152,7 +186,8 @@ def render_video(centres: np.ndarray, duration: float, seg_start: np.ndarray, se
     # background: video base + slow low-rank drift
     context = parts.prototypes[np.unique(seg_class)].sum(0) if n_seg else np.zeros(D)
     context = context / max(np.linalg.norm(context), 1e-12)
-    base = parts.background + cfg.bg_variation * _unit_noise(rng, (1, D))[0] + cfg.bg_context * context
+    bg_dir = _unit_noise(rng, (1, D))[0]
+    base = parts.background + cfg.bg_variation * bg_dir + cfg.bg_context * context
     base = base / np.linalg.norm(base)
     win = max(1, int(round(cfg.bg_drift_timescale_s / spf)))
     white = rng.standard_normal((T, parts.drift_basis.shape[0]), dtype=np.float32)
@@ -164,7 +199,17 @@ def render_video(centres: np.ndarray, duration: float, seg_start: np.ndarray, se
 
     eps_win = max(1, clip_frames // stride)
     eps = box_smooth(_unit_noise(rng, (T, D)), eps_win) * np.float32(np.sqrt(eps_win))
+    if cfg.bg_scenes > 0 and parts.scenes is not None:
+        # the video-specific direction and class context stay; the shared prototype becomes scenes
+        scene = scene_sequence(centres, duration, len(parts.scenes), cfg.scene_length_s, win, rng)
+        own = cfg.bg_variation * bg_dir + cfg.bg_context * context
+        bg = scene @ parts.scenes.astype(np.float32) + own.astype(np.float32) + np.float32(cfg.bg_drift) * drift
+        bg /= np.linalg.norm(bg, axis=1, keepdims=True)
     x = (1.0 - a)[:, None] * bg + a[:, None] * fg + np.float32(cfg.noise) * eps
+    if cfg.gain > 0 or cfg.offset > 0:
+        g = np.exp(np.float32(cfg.gain) * rng.standard_normal(D, dtype=np.float32))
+        o = np.float32(cfg.offset) * _unit_noise(rng, (1, D))[0]
+        x = x * g + o
 
     n_ann = n_seg
     ann_w = w[:, :n_ann]

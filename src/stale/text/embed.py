@@ -8,16 +8,20 @@ class semantics, and ``stale text-embed`` writes it to disk.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from stale.core.errors import StaleError
-from stale.text.tokens import ClipTokenizer, check_class_names
+from stale.text.tokens import ClipTokenizer, check_class_names, check_listed_names
 from stale.text.tower import ClipTextTower
 
 DEFAULT_TEMPLATE = "a video of {}."
+#: the hand-written prompt ensemble of the training-free detector and of STALE's CLIP prior
+ENSEMBLE_TEMPLATES = ("a video of {}.", "a photo of a person {}.", "a video of a person doing {}.",
+                      "a clip of {}.")
 
 
 def template_token_ids(names: Sequence[str], template: str, tokenizer: ClipTokenizer,
@@ -73,3 +77,35 @@ def embed_class_names(names: Sequence[str], weights: str | os.PathLike | None = 
         feats = tower.encode_token_ids(ids.to(dev), eos.to(dev)).float()
     feats = torch.nn.functional.normalize(feats, dim=-1)
     return feats.cpu().numpy().astype(np.float32)
+
+
+def ensemble_embeddings(names: Sequence[str], templates: Sequence[str], tower: ClipTextTower) -> torch.Tensor:
+    """(K, E) L2-normalised mean of the L2-normalised template embeddings of each name (float32,
+    CPU; Radford et al.'s prompt ensembling)."""
+    embs = torch.stack([torch.from_numpy(embed_class_names(list(names), template=t, tower=tower))
+                        for t in templates])                              # (P, K, E)
+    return torch.nn.functional.normalize(embs.mean(0), dim=-1)
+
+
+def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
+    """Class names from ``--classes`` or ``--classes-file`` (blank lines ignored, names stripped);
+    a file that is not UTF-8, an empty list and a name listed twice are errors naming the source."""
+    from stale.core.io import parse_json_bytes, read_text
+
+    if classes is not None:
+        names = [c.strip() for c in classes.split(",")]
+        where = "--classes"
+    else:
+        path = Path(classes_file).expanduser()
+        text = read_text(path, "class file")
+        where = str(path)
+        if path.suffix == ".json":
+            data = parse_json_bytes(text.encode("utf-8"), str(path))
+            if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
+                raise StaleError(f"{path}: expected a JSON list of class names")
+            names = [c.strip() for c in data]
+        else:
+            names = [line.strip() for line in text.splitlines()]
+    if any(not n for n in names) and classes is not None:
+        raise StaleError(f"{where}: empty class name in {classes!r}")
+    return check_listed_names(names, where)

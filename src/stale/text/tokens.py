@@ -53,3 +53,17 @@ def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
             raise StaleError(f"class {n!r} appears twice in the class list (positions {seen[n]} and {i})")
         seen[n] = i
     return names
+
+
+def check_listed_names(names: list[str], where: str) -> list[str]:
+    """Class names read from ``where`` (an option or a file), blanks dropped: at least one, none
+    listed twice (the error names both entries, counted from 1)."""
+    names = [n for n in names if n]
+    if not names:
+        raise StaleError(f"{where}: no class names given")
+    first: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in first:
+            raise StaleError(f"{where}: class {n!r} is listed twice (entries {first[n] + 1} and {i + 1})")
+        first[n] = i
+    return names

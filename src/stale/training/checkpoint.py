@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stale import __version__
+from stale.core.version import __version__
 from stale.core.errors import StaleError
 from stale.core.io import atomic_torch_save
 

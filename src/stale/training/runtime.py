@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
@@ -27,14 +26,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise StaleError("device mps: not available on this machine")
     return torch.device(name)
-
-
-def default_threads() -> int:
-    """Threads a command uses when not told: ``OMP_NUM_THREADS`` if set, else all cores."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, os.cpu_count() or 1)
 
 
 def set_threads(threads: int | None) -> int:

@@ -155,6 +155,9 @@ class Trainer:
         self.steps: list[dict[str, Any]] = []
         self.best_value: float | None = None
         self.best_epoch: int | None = None
+        # one DataLoader per (dataset, batch size) for the whole run: its workers persist across
+        # epochs, each epoch only sets the order of its batches
+        self._loaders: dict[tuple[int, int], Any] = {}
 
     # -- checkpoints -----------------------------------------------------------------------
     def _weights_payload(self, epoch: int) -> dict[str, Any]:
@@ -282,8 +285,15 @@ class Trainer:
         return grad_norm
 
     def _loader(self, data: VideoFeatureDataset, order, batch_size: int):
-        pin = self.device.type == "cuda"
-        return make_loader(data, order, batch_size, self.num_workers, pin)
+        """The run's loader of ``data`` in ``batch_size`` batches, now yielding them in ``order``."""
+        key = (id(data), batch_size)
+        loader = self._loaders.get(key)
+        if loader is None or loader.dataset is not data:
+            pin = self.device.type == "cuda"
+            loader = self._loaders[key] = make_loader(data, order, batch_size, self.num_workers, pin)
+        else:
+            loader.batch_sampler.set_order(order)
+        return loader
 
     def train_epoch(self, data: VideoFeatureDataset, epoch: int) -> dict[str, float]:
         self.model.train()

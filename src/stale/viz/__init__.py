@@ -1,1 +1,1 @@
-"""Pictures and pages: training curves, detection timelines, PR curves, and the HTML report."""
+"""Pictures: training curves, detection timelines, per-class AP and PR curves."""

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -20,7 +21,7 @@ def _plt():
     return plt
 
 
-def _save(plt, fig, out: str | Path) -> Path:
+def save_figure(plt, fig, out: str | Path) -> Path:
     """Write ``fig`` as PNG atomically and release it."""
     from stale.core.io import atomic_path
 
@@ -40,7 +41,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) -> Path:
     """Total training (solid) and held-out (dashed) loss per epoch for each named run -> PNG."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for i, (name, hist) in enumerate(runs.items()):
         color = f"C{i}"
@@ -54,7 +55,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], out: str | Path) ->
     ax.set_title("STALE training (seen classes only)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, out)
+    return save_figure(plt, fig, out)
 
 
 def pack_lanes(segments: Sequence[Sequence[float]]) -> list[int]:
@@ -87,7 +88,7 @@ def timeline_figure(video_id: str, duration: float, ground_truth: Sequence[dict]
     """
     from matplotlib.patches import Patch
 
-    plt = _plt()
+    plt = pyplot()
     names = list(classes) if classes else sorted({g["label"] for g in ground_truth} |
                                                  {p["label"] for ps in predictions.values() for p in ps})
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
@@ -153,7 +154,7 @@ def plot_timeline(video_id: str, duration: float, ground_truth: Sequence[dict],
     ``predictions``: method name -> ActivityNet result items ``[{"segment", "label", "score"}]``.
     """
     fig = timeline_figure(video_id, duration, ground_truth, predictions, top, classes)
-    return _save(_plt(), fig, out)
+    return save_figure(pyplot(), fig, out)
 
 
 def plot_class_ap(per_method: Mapping[str, Mapping[str, float]], out: str | Path,
@@ -164,7 +165,7 @@ def plot_class_ap(per_method: Mapping[str, Mapping[str, float]], out: str | Path
     """
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     methods = list(per_method)
     classes = sorted({c for m in per_method.values() for c in m})
     n_m = max(len(methods), 1)
@@ -184,7 +185,7 @@ def plot_class_ap(per_method: Mapping[str, Mapping[str, float]], out: str | Path
     ax.grid(axis="x", alpha=0.3)
     if methods:
         fig.legend(loc="outside lower center", ncol=min(n_m, 3), fontsize=7, frameon=False)
-    return _save(plt, fig, out)
+    return save_figure(plt, fig, out)
 
 
 def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, tiou: float) -> Path:
@@ -198,7 +199,7 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, t
 
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     methods = list(curves)
     classes = sorted({c for m in curves.values() for c in m})
     cols = min(4, max(len(classes), 1))
@@ -231,7 +232,7 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, tuple]], out: str | Path, t
         handles = [plt.Line2D([], [], color=f"C{i}", label=m) for i, m in enumerate(methods)]
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(methods), 3),
                    fontsize=7, frameon=False)
-    return _save(plt, fig, out)
+    return save_figure(plt, fig, out)
 
 
 def plot_metric_curves(groups: Mapping[str, Sequence[Sequence[dict]]], keys: Sequence[str], out: str | Path,
@@ -239,7 +240,7 @@ def plot_metric_curves(groups: Mapping[str, Sequence[Sequence[dict]]], keys: Seq
     """Per-epoch curves of ``keys`` (e.g. ``train_cls``, ``train_gate_coverage``) -> PNG, one panel
     per key; ``groups`` maps a label to the metrics records of each of its runs (one line per run,
     one colour per label), so seed-to-seed spread and jumps are visible at a glance."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), dpi=110, squeeze=False)
     for ax, key in zip(axes[0], keys):
         for i, (label, runs) in enumerate(groups.items()):
@@ -254,4 +255,4 @@ def plot_metric_curves(groups: Mapping[str, Sequence[Sequence[dict]]], keys: Seq
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(plt, fig, out)
+    return save_figure(plt, fig, out)

@@ -1,0 +1,124 @@
+"""The detector of each method, built from a trained module or rebuilt from a checkpoint.
+
+Every method's detector has the same call: ``detector(features (B, T, D), class_names,
+durations (B,), targets=None) -> stale.model.decoding.Detections`` (``targets`` only for
+detectors with ``needs_targets``, e.g. the ground-truth-mask ablation); ``stale predict``, the
+experiment runner and ``stale detect`` only use that.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from stale.core.errors import StaleError
+from stale.model.decoding import Detections, postprocess
+from stale.pipeline.config import StaleConfig
+
+TOWER_PREFIX = "tower."
+
+
+class StaleDetector:
+    """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
+    (B,), targets=None) -> Detections`` (paper Sec. 3.3 inference). ``targets`` (the test
+    videos' :class:`~stale.model.outputs.Targets`) are needed only by the ground-truth-mask
+    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground."""
+
+    def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
+        self.model = model
+        self.cfg = cfg
+        self.use_gt_mask = cfg.inference.mask_source == "ground_truth"
+        self.needs_targets = cfg.model.masking.kind == "gt" or self.use_gt_mask
+
+    @torch.no_grad()
+    def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
+                 targets=None) -> Detections:
+        gt_fg = targets.fg_mask if targets is not None else None
+        if self.needs_targets and gt_fg is None:
+            raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
+                             "annotated test videos (their foreground is the mask)")
+        device = features.device
+        self.model.eval()
+        precision = self.cfg.inference.precision
+        use_amp = precision == "bf16" or (precision == "auto" and self.cfg.train.amp and device.type == "cuda")
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
+        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
+        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
+
+
+def text_tower(cfg: StaleConfig):
+    """The frozen CLIP text tower the baselines embed class names with (``text.arch/weights``)."""
+    from stale.text.weights import load_text_tower
+
+    return load_text_tower(cfg.text.arch, cfg.text.weights, cache_dir=cfg.text.cache_dir).eval()
+
+
+def tower_fingerprint(tower) -> dict:
+    """Record of a baseline's frozen text tower (checked when the run is loaded again)."""
+    from stale.training.checkpoint import fingerprint
+
+    state = tower.state_dict()
+    return {"names": [TOWER_PREFIX + k for k in sorted(state)], "fingerprint": fingerprint(state)}
+
+
+def build_trainable(cfg: StaleConfig) -> tuple[nn.Module, Any]:
+    """``(module, loss_fn)`` of a method trained by the trainer (``stale`` and ``two_stage``)."""
+    if cfg.method == "stale":
+        from stale.model.losses import STALELoss
+        from stale.pipeline.assemble import build_model
+
+        return build_model(cfg), STALELoss(cfg.model.loss)
+    if cfg.method == "two_stage":
+        from stale.baselines.two_stage import ProposalNet, ProposalObjective
+
+        return ProposalNet(cfg.model.input_dim, cfg.two_stage), ProposalObjective(cfg.two_stage)
+    raise StaleError(f"method {cfg.method!r} is not trained by the trainer")
+
+
+def make_detector(cfg: StaleConfig, module: nn.Module | None, device: torch.device, tower=None):
+    """The detector of ``cfg.method`` around a trained ``module`` (None for the training-free one)."""
+    if cfg.method == "stale":
+        return StaleDetector(module.to(device).eval(), cfg)
+    tower = tower if tower is not None else text_tower(cfg)
+    if cfg.method == "clip_detector":
+        from stale.baselines.clip_detector import ClipDetector
+
+        return ClipDetector(cfg.clip_detector, tower, device)
+    if cfg.method == "linear_probe":
+        from stale.baselines.linear_probe import LinearProbeDetector
+
+        return LinearProbeDetector(module, tower, cfg.linear_probe, device)
+    if cfg.method == "two_stage":
+        from stale.baselines.two_stage import TwoStageDetector
+
+        return TwoStageDetector(module, tower, cfg.two_stage, device)
+    raise StaleError(f"unknown method {cfg.method!r}")
+
+
+def build_detector(cfg: StaleConfig, ckpt: dict[str, Any], device: torch.device):
+    """The detector of a loaded checkpoint ``ckpt`` (weights already read), on ``device``."""
+    from stale.training.checkpoint import fingerprint, load_weights
+
+    if cfg.method == "stale":
+        module, _ = build_trainable(cfg)
+        load_weights(module, ckpt)
+        return make_detector(cfg, module, device)
+    tower = text_tower(cfg)
+    want = (ckpt.get("text_tower") or {}).get("fingerprint")
+    if want and fingerprint(tower.state_dict()) != want:
+        raise StaleError(f"{ckpt.get('path')}: the CLIP text tower found now (text.arch / text.weights) is "
+                         f"not the one this run used; pass the original with --set text.weights=PATH")
+    module = None
+    if cfg.method == "two_stage":
+        module, _ = build_trainable(cfg)
+        module.load_state_dict(ckpt["model"])
+    elif cfg.method == "linear_probe":
+        from stale.baselines.linear_probe import LinearProbe
+
+        state = ckpt["model"]
+        module = LinearProbe(*state["weight"].shape)
+        module.load_state_dict(state)
+    return make_detector(cfg, module, device, tower)

@@ -1,0 +1,107 @@
+"""Video files, frame by frame: finding them, opening and decoding them with PyAV (streaming),
+what their container declares, and which frames each feature's clip samples (ActionFormer
+convention, :class:`stale.data.timeline.NativeTimeline`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from stale.core.errors import StaleError
+from stale.data.timeline import NativeTimeline
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv",
+                    ".wmv", ".3gp", ".ts", ".mts")
+
+
+def clip_offsets(clip_frames: int, frames_per_clip: int) -> np.ndarray:
+    """Frame offsets inside a clip of the ``frames_per_clip`` evenly spaced samples (1: the centre)."""
+    return np.floor((np.arange(frames_per_clip) + 0.5) * clip_frames / frames_per_clip).astype(np.int64)
+
+
+def clip_frame_indices(num_frames: int, clip_frames: int, stride: int, frames_per_clip: int) -> np.ndarray:
+    """(T, frames_per_clip) frame indices sampled for each clip of a ``num_frames``-frame video.
+
+    Clip ``i`` starts at frame ``i * stride``; indices past the end (videos shorter than one clip)
+    are clipped to the last frame.
+    """
+    t = NativeTimeline(stride, clip_frames, 1.0).num_features(num_frames)
+    idx = np.arange(t)[:, None] * stride + clip_offsets(clip_frames, frames_per_clip)[None, :]
+    return np.minimum(idx, num_frames - 1)
+
+
+def open_video(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+        raise StaleError(f"{path}: cannot open video: not a video file, or damaged or truncated "
+                         f"({detail})") from None
+    if not container.streams.video:
+        container.close()
+        raise StaleError(f"{path}: no video stream")
+    return container
+
+
+def decoded_frames(container, failure: list) -> Iterator:
+    """Decoded frames of the first video stream; a decoding error ends the iteration and is
+    appended to ``failure`` (the caller decides: error, or keep the part decoded so far)."""
+    import av
+
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    try:
+        yield from container.decode(stream)
+    except (av.FFmpegError, OSError) as exc:
+        failure.append(" ".join(str(exc).split()))
+
+
+def declared_frames(container, stream, fps: float) -> tuple[int | None, str]:
+    """Frames the file declares for its video stream, and where the number comes from: the
+    stream's frame count, else its duration, else the container's duration (which may include
+    a longer audio track); ``(None, "")`` when the file declares nothing."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames), "frame count"
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * fps)), "stream duration"
+    if container.duration and container.duration > 0:
+        import av
+
+        return int(round(container.duration / av.time_base * fps)), "container duration"
+    return None, ""
+
+
+def missing_frames_tolerated(declared: int, fps: float, source: str) -> int:
+    """Frames a complete video may lack against its declaration: 2 frames or 2 % (rounding,
+    edit lists, a last partial GOP), plus 0.5 s when only the container's duration is known
+    (an audio track may outlast the video)."""
+    tol = max(2, int(0.02 * declared))
+    if source == "container duration":
+        tol += int(round(0.5 * fps))
+    return tol
+
+
+def find_videos(inputs) -> list[Path]:
+    """Video files named by ``inputs`` (files, or folders whose video files are taken, sorted)."""
+    out = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise StaleError(f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise StaleError(f"video not found: {p}")
+    stems: dict[str, Path] = {}
+    for p in out:
+        if p.stem in stems and stems[p.stem] != p:
+            raise StaleError(f"two videos with the same id {p.stem!r}: {stems[p.stem]} and {p}; rename one")
+        stems[p.stem] = p
+    return list(stems.values())
