@@ -158,10 +158,8 @@ def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file:
     """Frozen CLIP text embeddings of class names (``stale text-embed``): writes ``out`` (a
     ``.npy``, (K, E) float32, L2-normalised rows in class order) and ``OUT.classes.json``; returns
     ``(embeddings, that JSON's record)``. ``classes``: ``"a,b"``; or ``classes_file``."""
-    import numpy as np
-
     from stale.core.errors import StaleError
-    from stale.core.io import atomic_save, atomic_write_json, remove_stale_temp_files
+    from stale.core.io import atomic_save_npy, atomic_write_json, remove_stale_temp_files
     from stale.core.output_checks import Output, check_outputs
     from stale.text.embed import embed_class_names, read_class_list
     from stale.text.weights import OFFLINE_ARCH
@@ -185,11 +183,7 @@ def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file:
         remove_stale_temp_files(path.parent, names=[path.name])
     emb = embed_class_names(names, weights=weights, template=template, arch=arch, cache_dir=cache_dir, device=dev)
 
-    def save(p: Path) -> None:
-        with open(p, "wb") as fh:   # a file handle: np.save would append ".npy" to a bare path
-            np.save(fh, emb)
-
-    atomic_save(out, save)
+    atomic_save_npy(out, emb)
     record = {"classes": names, "template": template, "arch": arch or ("ViT-B-16" if weights is not None else OFFLINE_ARCH),
               "weights": weights, "embed_dim": int(emb.shape[1])}
     atomic_write_json(meta_path, record)
@@ -210,7 +204,8 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
     from stale.core.logs import get_logger
 
     preflight_weights(arch, weights, "CLIP image weights")   # before the slow imports
-    from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos, parse_shard
+    from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos
+    from stale.pipeline.extract_index import parse_shard
     from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads
 

@@ -9,7 +9,8 @@ import pytest
 
 from media_util import tiny_clip, write_shapes_video
 from stale.core.errors import StaleError
-from stale.pipeline.extract import ExtractConfig, _read_meta, extract_videos, shard_of
+from stale.pipeline.extract import ExtractConfig, extract_videos
+from stale.pipeline.extract_index import read_index, shard_of
 
 av = pytest.importorskip("av")
 SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
@@ -57,7 +58,7 @@ def test_two_shards_write_the_bytes_of_one_process(media, tmp_path):
     parts = {p.name: json.loads(p.read_text()) for p in out.glob("extract_meta.shard-*.json")}
     assert sorted(parts) == ["extract_meta.shard-0-of-2.json", "extract_meta.shard-1-of-2.json"]
     assert sorted(parts["extract_meta.shard-0-of-2.json"]["videos"]) == sorted(a.extracted)
-    merged, single = _read_meta(out), json.loads((tmp_path / "one" / "extract_meta.json").read_text())
+    merged, single = read_index(out), json.loads((tmp_path / "one" / "extract_meta.json").read_text())
     for vid, info in single["videos"].items():
         assert {k: v for k, v in merged["videos"][vid].items() if k != "timing_s"} == \
             {k: v for k, v in info.items() if k != "timing_s"}
@@ -84,7 +85,7 @@ def test_parts_with_other_settings_are_refused(media, tmp_path):
 
 
 def test_cli_shard_argument():
-    from stale.pipeline.extract import parse_shard
+    from stale.pipeline.extract_index import parse_shard
 
     assert parse_shard("0/4") == (0, 4) and parse_shard(None) is None and parse_shard("2/3") == (2, 3)
     for bad, why in (("4/4", "0 <= I < N"), ("1", "expected I/N"), ("a/b", "expected I/N"), ("-1/2", "0 <= I < N")):

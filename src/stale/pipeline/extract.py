@@ -30,12 +30,9 @@ this command wrote (``extract_meta.json`` is the marker); a ``.npy`` to be writt
 but is not in that index is never replaced without ``overwrite``; leftover temporary files of a
 killed run are removed.
 
-Shards (``shard=(I, N)``): video ``v`` belongs to shard ``crc32(v) mod N`` (:func:`shard_of`:
-the same whatever the other inputs, so adding videos moves none), and a shard writes its index
-part ``extract_meta.shard-I-of-N.json``; every reader merges the parts with ``extract_meta.json``
-(:func:`_read_meta`), and each shard rewrites ``videos.json`` from the merged view until it sees
-no part change (so the last one to finish leaves it complete). A video's features do not depend
-on the other videos: N shards write the very bytes one process writes.
+Shards (``shard=(I, N)``): N jobs fill one folder, each extracting the videos of its shard and
+writing its own index part (:mod:`stale.pipeline.extract_index`). A video's features do not
+depend on the other videos: N shards write the very bytes one process writes.
 
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
@@ -49,7 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,20 +56,15 @@ import torch.nn.functional as F
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
-from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
+from stale.core.io import atomic_save_npy, remove_stale_temp_files
 from stale.core.output_checks import Output, check_outputs, check_writable_target
+from stale.pipeline.extract_index import (INDEX_NAME, META_FORMAT, META_NAME, SETTING_KEYS, load_index, read_index,
+                                         shard_of, write_index)
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
                                         find_videos, missing_frames_tolerated, open_video)
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
-
-META_NAME = "extract_meta.json"
-INDEX_NAME = "videos.json"
-PART_GLOB = "extract_meta.shard-*-of-*.json"
-META_FORMAT = "stale-extract/1"
-# settings that must agree between runs writing into the same folder
-_SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
 
 
 @dataclass
@@ -93,8 +84,8 @@ class ExtractConfig:
     allow_truncated: keep the decodable part of a truncated video (counted) instead of failing.
     seed:            seed of the random weights (weights="random").
     progress:        show a progress bar per video (on a terminal).
-    shard:           (I, N): extract only the videos of shard I of N (:func:`shard_of`), so N
-                     jobs can fill one folder; each writes its own index part.
+    shard:           (I, N): extract only the videos of shard I of N (``extract_index.shard_of``), so
+                     N jobs can fill one folder; each writes its own index part.
     """
 
     arch: str = "ViT-B-16"
@@ -262,69 +253,15 @@ def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
             "embed_dim": encoder.embed_dim}
 
 
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``--shard I/N`` (or an ``(I, N)`` pair) -> (I, N); a malformed value is a one-line error."""
-    if shard is None or isinstance(shard, tuple):
-        return shard
-    try:
-        i, n = (int(p) for p in str(shard).split("/"))
-    except ValueError:
-        raise StaleError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise StaleError(f"--shard {shard!r}: must be I/N with 0 <= I < N")
-    return i, n
-
-
-def shard_of(video_id: str, num_shards: int) -> int:
-    """The shard (0..num_shards-1) of a video: ``crc32(id) mod num_shards``."""
-    return zlib.crc32(video_id.encode("utf-8")) % num_shards
-
-
-def part_name(shard: tuple[int, int]) -> str:
-    return f"extract_meta.shard-{shard[0]}-of-{shard[1]}.json"
-
-
-def _read_one(path: Path) -> dict:
-    meta = read_json(path, path.name)
-    if (not isinstance(meta, dict) or meta.get("format") != META_FORMAT
-            or not isinstance(meta.get("videos"), dict)):
-        raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
-                         f"'videos' mapping); choose another --out")
-    return meta
-
-
-def _read_meta(out: Path) -> dict | None:
-    """The folder's index: ``extract_meta.json`` merged with the shards' parts (None when there
-    is none); a damaged one, or parts made with other settings, is an error."""
-    paths = ([out / META_NAME] if (out / META_NAME).is_file() else []) + sorted(out.glob(PART_GLOB))
-    if not paths:
-        return None
-    merged: dict | None = None
-    for path in paths:
-        meta = _read_one(path)
-        if merged is None:
-            merged = {**meta, "videos": dict(meta["videos"]), "skipped": dict(meta.get("skipped", {}))}
-            first = path
-            continue
-        diff = [k for k in _SETTING_KEYS if meta.get(k) != merged.get(k)]
-        if diff:
-            raise StaleError(f"{path}: made with other settings than {first.name} ({', '.join(diff)}); "
-                             f"remove one, or use another --out")
-        merged["videos"].update(meta["videos"])
-        merged["skipped"].update(meta.get("skipped", {}))
-    merged.pop("shard", None)
-    return merged
-
-
 def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
     """Settings on which the features already in ``out_dir`` disagree with ``cfg`` / ``encoder``
     (empty when there are none yet, or they agree); lets a caller such as ``stale detect``
     decide before extracting. A damaged index is an error."""
-    meta = _read_meta(Path(out_dir))
+    meta = read_index(Path(out_dir))
     if meta is None:
         return []
     settings = _settings(cfg, encoder)
-    return [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
+    return [k for k in SETTING_KEYS if meta.get(k) != settings[k]]
 
 
 def _is_temp(name: str) -> bool:
@@ -358,7 +295,7 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
     if cfg.overwrite:
         tidy(out)
         return videos
-    meta = _read_meta(out)
+    meta = read_index(out)
     if meta is None:
         foreign = sorted(p.name for p in out.iterdir() if not _is_temp(p.name))
         if foreign:
@@ -385,56 +322,6 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
     return videos
 
 
-def _load_meta(out: Path, settings: dict, overwrite: bool) -> dict:
-    path = out / META_NAME
-    fresh = {**settings, "videos": {}, "skipped": {}}
-    try:
-        meta = _read_meta(out)
-    except StaleError as exc:
-        if not overwrite:
-            raise
-        log.warning("%s; --overwrite: starting a new index", exc)
-        return fresh
-    if meta is None:
-        return fresh
-    diff = [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
-    if diff:
-        if not overwrite:
-            raise StaleError(f"{path}: folder holds features made with other settings ({', '.join(diff)}: "
-                             f"{[meta.get(k) for k in diff]} vs {[settings[k] for k in diff]}); "
-                             f"use --overwrite or another --out")
-        log.warning("%s: other settings before (%s); starting a new index", path, ", ".join(diff))
-        return fresh
-    return {**meta, **settings, "skipped": dict(meta.get("skipped", {}))}
-
-
-def _write_stub(out: Path, videos: dict) -> None:
-    database = {vid: {"subset": "testing", "duration": info["duration"], "url": "", "annotations": []}
-                for vid, info in sorted(videos.items())}
-    atomic_write_json(out / INDEX_NAME, {"version": "stale-extract", "taxonomy": [], "database": database})
-
-
-def _write_index(out: Path, meta: dict, shard: tuple[int, int] | None = None, settle: bool = False) -> None:
-    """The index (a shard: its part, holding its own videos) and ``videos.json`` of every video
-    indexed; ``settle``: rewrite the latter until no part changed meanwhile (module doc)."""
-    if shard is None:
-        atomic_write_json(out / META_NAME, meta)
-        _write_stub(out, meta["videos"])
-        return
-    own = {k: v for k, v in meta["videos"].items() if shard_of(k, shard[1]) == shard[0]}
-    skipped = {k: v for k, v in meta["skipped"].items() if shard_of(Path(k).stem, shard[1]) == shard[0]}
-    atomic_write_json(out / part_name(shard), {**meta, "videos": own, "skipped": skipped, "shard": list(shard)})
-    seen = None
-    while True:
-        stamp = sorted((p.name, p.stat().st_mtime_ns) for p in out.glob(PART_GLOB))
-        if stamp == seen:
-            return
-        _write_stub(out, (_read_meta(out) or {"videos": {}})["videos"])
-        if not settle:
-            return
-        seen = stamp
-
-
 def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
                    encoder: ImageEncoder | None = None) -> ExtractSummary:
     """Extract features of every video in ``inputs`` into ``out_dir`` (see the module docstring)."""
@@ -448,7 +335,7 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     encoder.tower.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = _load_meta(out, _settings(cfg, encoder), cfg.overwrite)
+    meta = load_index(out, _settings(cfg, encoder), cfg.overwrite)
     summary = ExtractSummary()
     shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None
     if shard is not None:
@@ -469,22 +356,18 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
             summary.bad[str(video)] = str(exc)
             meta["skipped"][str(video)] = str(exc)
             meta["videos"].pop(vid, None)
-            _write_index(out, meta, shard)
+            write_index(out, meta, shard)
             continue
 
-        def save(p, arr=feats):
-            with open(p, "wb") as fh:   # np.save(path) would append ".npy" to the temp name
-                np.save(fh, arr)
-
-        atomic_save(target, save)
+        atomic_save_npy(target, feats)
         if "truncated" in info:
             summary.truncated.append(vid)
             log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
                         info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
         meta["videos"][vid] = info
         meta["skipped"].pop(str(video), None)
-        _write_index(out, meta, shard)
+        write_index(out, meta, shard)
         summary.extracted.append(vid)
     meta["summary"] = asdict(summary) | {"line": summary.line()}
-    _write_index(out, meta, shard, settle=True)
+    write_index(out, meta, shard, settle=True)
     return summary
