@@ -94,6 +94,20 @@ def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
     return built
 
 
+def _refuse_input_as_output(folder: Path, target: Path, ours: bool) -> None:
+    """``--overwrite`` replaces the command's own earlier page, never one of its inputs: an
+    existing file in the reported folder (a checkpoint, ``experiment.json``,
+    ``detections.json``, ...) that is not a stale page is refused, with or without it."""
+    from stale.core.output_checks import resolved_path
+
+    if ours or not (target.exists() or target.is_symlink()):
+        return
+    r, root = resolved_path(target), resolved_path(folder)
+    if r == root or root in r.parents:
+        raise StaleError(f"--out {target}: is a file of the folder being reported ({folder}), one of the "
+                         f"report's inputs; --overwrite replaces only a page stale wrote -- choose another path")
+
+
 def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None = None,
                         overwrite: bool = False) -> BuiltReport:
     """Build and write the report of ``path``; returns it (``default_out`` = the written path).
@@ -106,6 +120,7 @@ def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None =
     _, default = folder_kind(path)
     target = Path(out) if out is not None else default
     ours = target.is_file() and is_stale_report(target)
+    _refuse_input_as_output(Path(path), target, ours)
     # the output is checked before the (possibly slow) evaluation work
     check_outputs([Output(target, "file", "--out", exists_ok=ours)], overwrite=overwrite)
     built = build_report(path, page=target)
