@@ -86,9 +86,13 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as exc:   # --help, --version (0) or a usage error (2, its one line printed)
         return exc.code if isinstance(exc.code, int) else 2
+    if unknown:   # blamed on the command, as its other errors are
+        cmd = f"stale {args.command}" if getattr(args, "command", None) else "stale"
+        print(f"{cmd}: error: unrecognized arguments: {' '.join(unknown)} (see '{cmd} --help')", file=sys.stderr)
+        return 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 1
