@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, read_json
 from stale.core.logs import get_logger
-from stale.experiments.cells import Cell, base_of, cell_overrides, tiou_of
+from stale.experiments.cells import Cell, base_of, cell_identity, cell_overrides, tiou_of
 from stale.experiments.spec import Spec, load_spec
 
 log = get_logger("experiment")
@@ -33,6 +33,7 @@ def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = 
     record: dict[str, Any] = {"cell": cell.__dict__, "key": cell.key, "run_dir": str(folder)}
     t0 = time.perf_counter()
     try:
+        record["config_hash"] = cell_identity(spec, cell, list(extra))
         if threads:
             torch.set_num_threads(int(threads))
         record.update(_run_cell(spec, root, folder, cell, list(extra), device, ddp_procs))

@@ -254,6 +254,8 @@ def merge_specs(old: dict, new: dict) -> dict:
         out[key] = {**(old.get(key) or {}), **(new.get(key) or {})}
     for key in ("splits", "seeds"):
         out[key] = sorted(set(old.get(key) or []) | set(new.get(key) or []))
+    if out.get("reference") is None and old.get("reference") in out["variants"]:
+        out["reference"] = old["reference"]   # an invocation that ran other variants keeps it
     return out
 
 
