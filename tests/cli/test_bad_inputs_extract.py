@@ -241,3 +241,27 @@ def test_leftover_temp_files_are_cleaned_and_resume_skips(capsys, media, done):
     assert rc == 0, err
     assert "already done 1" in stdout and not stale.exists()
     assert (done / "a.npy").read_bytes() == before
+
+
+def test_a_second_extract_into_one_folder_is_refused(media, tmp_path, capsys):
+    """Two processes writing one index would lose a video: the second is refused at once (the
+    lock is held here, as a running `stale extract` holds it)."""
+    import os
+
+    from stale.core.locks import folder_lock
+
+    out = tmp_path / "feats"
+    out.mkdir()
+    with folder_lock(out, "stale extract"):
+        refused(capsys, args(media, media["whole"], out=out), str(out), f"another stale extract (process {os.getpid()})", roots=[tmp_path])
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
+    assert rc == 0, err
+    assert json.loads((out / "extract_meta.json").read_text())["videos"].keys() == {"a"}
+    # the lock file left behind is not a foreign file; a new folder with only it neither
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
+    assert rc == 0, err
+    (tmp_path / "only_lock").mkdir()
+    with folder_lock(tmp_path / "only_lock", "stale extract"):
+        pass
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=tmp_path / "only_lock"))
+    assert rc == 0, err

@@ -4,6 +4,7 @@ the cell itself (a failure is recorded in its ``cell.json``)."""
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from pathlib import Path
@@ -68,7 +69,10 @@ def _train_ddp(cfg, folder: Path, procs: int, resume: bool, overwrite: bool = Tr
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
            "-m", "stale", "train", str(cfg_file), "--out", str(folder), "--quiet",
            "--resume" if resume else "--overwrite"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    from stale.core.lifetime import die_with_parent
+
+    parent = os.getpid()   # torchrun ends with this process (killed or not)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=lambda: die_with_parent(parent))
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.strip().splitlines()[-1:]
         raise StaleError(f"DDP training ({procs} processes) failed: {lines[0] if lines else proc.returncode}")

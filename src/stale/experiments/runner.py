@@ -34,6 +34,7 @@ from typing import Sequence
 
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, read_json
+from stale.core.locks import LOCK_NAME, folder_lock
 from stale.core.logs import get_logger
 from stale.experiments.cells import (cell_identity, cell_state, cells_of, check_folder_names, prepare_data,
                                      select_datasets)
@@ -92,7 +93,7 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     root = Path(os.path.abspath(Path(out).expanduser()))
     check_outputs([Output(root, "dir", "--out", exists_ok=True)], inputs=[spec.path])
     marker = root / "experiment.json"
-    if root.is_dir() and any(root.iterdir()) and not marker.is_file():
+    if root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir()) and not marker.is_file():
         raise StaleError(f"--out {root}: folder holds files that are not an experiment; choose another")
     # the spec as a mapping travels to the workers (a spec file may change while they run)
     spec_map = spec_mapping(spec)
@@ -115,6 +116,14 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     for mapping in (spec_map, marker_spec):   # what the workers and summarize will load
         load_spec(mapping)
     root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(root, "stale experiment"):   # two experiments never train one folder's cells
+        return _run(spec, root, cells, states, marker_spec, spec_map, list(overrides), jobs, launcher, slurm,
+                    ddp_procs)
+
+
+def _run(spec, root: Path, cells, states, marker_spec: dict, spec_map: dict, overrides: list[str], jobs: int,
+         launcher: str, slurm: dict | None, ddp_procs: int) -> dict:
+    marker = root / "experiment.json"
     atomic_write_json(marker, {"format": SPEC_FORMAT, "spec": marker_spec, "overrides": list(overrides),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     prepare_data(spec, root / "data")

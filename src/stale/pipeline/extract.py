@@ -53,6 +53,7 @@ from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
+from stale.core.locks import LOCK_NAME, folder_lock
 from stale.core.output_checks import Output, check_outputs, check_writable_target
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
                                         find_videos, missing_frames_tolerated, open_video)
@@ -273,7 +274,8 @@ def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: I
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+    """A temporary file of an atomic write, or the folder's lock: not foreign files."""
+    return (name.startswith(".") and name.endswith(".tmp")) or name == LOCK_NAME
 
 
 def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
@@ -370,6 +372,13 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     encoder.tower.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "stale extract"):   # one writer of the index at a time
+        # checked again under the lock: a process that held it may have written meanwhile
+        return _extract_locked(check_extract_output(inputs, out_dir, cfg), out, cfg, encoder, device)
+
+
+def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
+                    device: torch.device) -> ExtractSummary:
     meta = _load_meta(out, _settings(cfg, encoder), cfg.overwrite)
     summary = ExtractSummary()
     for video in videos:
