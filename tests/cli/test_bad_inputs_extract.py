@@ -265,3 +265,32 @@ def test_a_second_extract_into_one_folder_is_refused(media, tmp_path, capsys):
         pass
     rc, _, err = run_cli(capsys, *args(media, media["whole"], out=tmp_path / "only_lock"))
     assert rc == 0, err
+
+
+def test_broken_links_in_a_video_folder_are_named_and_counted(media, tmp_path, capsys):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    shutil.copy(media["whole"], vids / "a.mkv")
+    (vids / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (vids / "loop.mp4").symlink_to(vids / "loop.mp4")
+    rc, out, err = run_cli(capsys, *args(media, vids, out=tmp_path / "o"))
+    assert rc == 0, err
+    assert "skipped 2 broken link(s) among the videos" in err
+    assert f"{vids / 'gone.mp4'} (dangling link -> {tmp_path / 'nowhere.mp4'})" in err
+    assert f"{vids / 'loop.mp4'} (symlink loop)" in err
+    # a folder of broken links only, and a broken link given by name: errors naming them
+    (vids / "a.mkv").unlink()
+    refused(capsys, args(media, vids, out=tmp_path / "o2"), "no video files", "2 broken link(s)", "symlink loop",
+            roots=[tmp_path])
+    refused(capsys, args(media, vids / "loop.mp4", out=tmp_path / "o2"), "loop.mp4: symlink loop",
+            roots=[tmp_path])
+
+
+def test_one_file_given_relatively_and_absolutely_is_one_video(media, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(media["videos"])
+    rc, out, err = run_cli(capsys, *args(media, "a.mkv", media["whole"], media["videos"], out=tmp_path / "o"))
+    assert rc == 0, err
+    assert list(json.loads((tmp_path / "o" / "extract_meta.json").read_text())["videos"]) == ["a"]
+    # two different files of one id are still refused
+    refused(capsys, args(media, media["whole"], media["other_a"], out=tmp_path / "o3"), "two videos with the same id",
+            roots=[tmp_path])

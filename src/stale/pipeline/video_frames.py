@@ -4,12 +4,15 @@ convention, :class:`stale.data.timeline.NativeTimeline`)."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from stale.core.errors import StaleError
+from stale.core.logs import get_logger
 from stale.data.timeline import NativeTimeline
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -85,23 +88,63 @@ def missing_frames_tolerated(declared: int, fps: float, source: str) -> int:
     return tol
 
 
+log = get_logger("extract")
+
+
+def _broken_link(p: Path) -> str | None:
+    """Why the symbolic link ``p`` names no file (``"dangling link -> target"``, ``"symlink
+    loop"``), or None when ``p`` is not a broken link."""
+    if not p.is_symlink():
+        return None
+    try:
+        p.resolve(strict=True)
+    except RuntimeError:   # Python < 3.13 reports a loop so
+        return "symlink loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        return f"dangling link -> {os.readlink(p)}"
+    return None
+
+
 def find_videos(inputs) -> list[Path]:
-    """Video files named by ``inputs`` (files, or folders whose video files are taken, sorted)."""
+    """Video files named by ``inputs`` (files, or folders whose video files are taken, sorted).
+
+    A file named twice (e.g. relatively and absolutely) is taken once; two different files of
+    one id are an error. Broken links among a folder's videos (dangling, or a loop) are named
+    and counted in a warning, never skipped silently; one given by name is an error."""
     out = []
+    broken: list[str] = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            entries = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXTENSIONS)
+            found = [q for q in entries if q.is_file()]
+            bad = [(q, _broken_link(q)) for q in entries if not q.is_file()]
+            broken += [f"{q} ({why})" for q, why in bad if why]
             if not found:
-                raise StaleError(f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+                raise StaleError(f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)})"
+                                 + (f"; {len(broken)} broken link(s): {', '.join(broken[:3])}" if broken else ""))
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif _broken_link(p):
+            raise StaleError(f"{p}: {_broken_link(p)}; not a video file")
         else:
             raise StaleError(f"video not found: {p}")
+    if broken:
+        log.warning("skipped %d broken link(s) among the videos: %s%s", len(broken), ", ".join(broken[:5]),
+                    ", ..." if len(broken) > 5 else "")
     stems: dict[str, Path] = {}
     for p in out:
-        if p.stem in stems and stems[p.stem] != p:
+        if p.stem in stems and not _same_file(stems[p.stem], p):
             raise StaleError(f"two videos with the same id {p.stem!r}: {stems[p.stem]} and {p}; rename one")
-        stems[p.stem] = p
+        stems.setdefault(p.stem, p)
     return list(stems.values())
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
