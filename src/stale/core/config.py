@@ -297,17 +297,27 @@ def load_yaml_tree(path: str | Path, _stack: tuple[Path, ...] = ()) -> dict:
 def blame_override(exc: StaleError, overrides: Sequence[str]) -> str | None:
     """The ``--set`` argument an error message is most likely about (by key), or None."""
     msg = str(exc)
+
+    def named(part: str) -> bool:
+        return bool(part) and (f"{part}:" in msg or f"{part} " in msg or f"{part}=" in msg
+                               or f"'{part}'" in msg or msg.endswith(part))
+
     best, score = None, 0
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         parts = key.split(".")
         for n in range(len(parts), 0, -1):
-            suffix = ".".join(parts[-n:])
-            if suffix and (f"{suffix}:" in msg or f"{suffix} " in msg or f"{suffix}=" in msg
-                           or f"'{suffix}'" in msg or msg.endswith(suffix)):
-                if n > score or (n == score):
+            if named(".".join(parts[-n:])):
+                if n >= score:
                     best, score = text, n
                 break
+    if best is None:
+        # an unknown section: "unknown config key(s): foo" is about --set foo.bar=1
+        for text in overrides:
+            parts = text.split("=", 1)[0].strip().split(".")
+            if any(named(f"key(s): {'.'.join(parts[:n])}") or named(f"key(s) in '{'.'.join(parts[:n - 1])}': {parts[n - 1]}")
+                   for n in range(1, len(parts))):
+                return text
     return best
 
 
