@@ -84,9 +84,11 @@ class LoadedRun:
         if duration is None and isinstance(features, (str, Path)):
             duration = self._annotated_duration(Path(features))
         arr, duration = _features_and_duration(features, duration)
-        if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim:
+        if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim or arr.shape[0] < 1:
             raise StaleError(f"detect: features have shape {tuple(arr.shape)}, the run expects "
-                             f"(T, {self.cfg.model.input_dim})")
+                             f"(T, {self.cfg.model.input_dim}) with T >= 1")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise StaleError(f"detect: top must be a whole number >= 1 (or None), got {top!r}")
         from stale.data.timeline import resample_features
 
         x = torch.from_numpy(resample_features(np.ascontiguousarray(arr, dtype=np.float32),

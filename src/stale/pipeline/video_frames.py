@@ -113,6 +113,10 @@ def find_videos(inputs) -> list[Path]:
     A file named twice (e.g. relatively and absolutely) is taken once; two different files of
     one id are an error. Broken links among a folder's videos (dangling, or a loop) are named
     and counted in a warning, never skipped silently; one given by name is an error."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not list(inputs):
+        raise StaleError("no videos given")
     out = []
     broken: list[str] = []
     for item in inputs:
