@@ -4,8 +4,6 @@ a string silently split into characters."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -21,20 +19,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
                                                                  "a list of str", "wrap one string in a list"]),
     (lambda t: stale.train(None, t / "r"), ["stale.train: argument config", "NoneType None"]),
     (lambda t: stale.experiment("table1", t / "e", jobs="2"), ["argument jobs", "expected int", "str '2'"]),
-    (lambda t: stale.experiment("table1", t / "e", jobs=0), ["argument jobs", "in [1, 256]", "got 0"]),
+    (lambda t: stale.experiment("table1", t / "e", ddp_procs=0), ["argument ddp_procs", "in [1, 64]", "got 0"]),
     (lambda t: stale.demo(t / "d", threads=2.5), ["argument threads", "float 2.5"]),
     (lambda t: stale.demo(t / "d", max_videos_per_subset=True), ["argument max_videos_per_subset", "bool True"]),
-    (lambda t: stale.splits_random(t / "a.json", t / "s", unseen=math.nan), ["argument unseen", "nan"]),
+    (lambda t: stale.splits_random(t / "a.json", t / "s", unseen="0.3"), ["argument unseen", "expected float"]),
     (lambda t: stale.detect([], "a", t / "o"), ["stale.detect: argument videos", "empty list"]),
     (lambda t: stale.detect(["v.mp4"], ["a", 3], t / "o"), ["argument classes", "list"]),
-    (lambda t: stale.extract(t / "v.mp4", t / "o", clip_frames=0), ["argument clip_frames", ">= 1"]),
+    (lambda t: stale.extract(t / "v.mp4", t / "o", clip_frames=1.0), ["argument clip_frames", "float 1.0"]),
     (lambda t: stale.report(t, outt="x.html"), ["stale.report", "outt"]),
-    (lambda t: stale.predict(t, t / "p.json", batch_size=0), ["argument batch_size", ">= 1"]),
+    (lambda t: stale.predict(t, t / "p.json", batch_size="8"), ["argument batch_size", "str '8'"]),
+    (lambda t: stale.synthesize(t / "s", preset="aligned", seed=-1), ["argument seed", "must be in [0, 2**63 - 1]"]),
 ])
 def test_bad_arguments_are_one_error_naming_the_argument(tmp_path, call, needles):
     with pytest.raises(ArgumentError) as info:
         call(tmp_path)
-    assert isinstance(info.value, StaleError)
+    assert isinstance(info.value, StaleError) and "\n" not in str(info.value)
     for needle in needles:
         assert needle in str(info.value), str(info.value)
     assert list(tmp_path.iterdir()) == []   # nothing was written
@@ -65,3 +64,10 @@ def tiny_run_for_api(one_torch_thread, tmp_path_factory, tiny_dataset, tiny_conf
                                              f"data.features.root={tiny_dataset / 'features'}", "train.epochs=1",
                                              "train.progress=false"])
     return stale.load_run(out, device="cpu")
+
+
+def test_ranges_checked_further_down_keep_the_cli_messages(tmp_path):
+    with pytest.raises(StaleError, match=r"--jobs must be in \[1, 256\], got 0"):
+        stale.experiment("table1", tmp_path / "e", jobs=0)
+    with pytest.raises(StaleError, match="--clip-frames: must be a positive integer"):
+        stale.extract(tmp_path / "v.mp4", tmp_path / "o", clip_frames=0, weights="random")

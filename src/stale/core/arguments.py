@@ -4,8 +4,8 @@ The CLI's arguments arrive as strings that argparse converts and the commands va
 Python API (:mod:`stale.api`) gets arbitrary objects. :func:`checked` makes each API function
 check its arguments against its own annotations before any work -- ``None`` where a value is
 needed, a string where a list of strings is expected (``overrides="a=1"`` would otherwise be
-split into characters), a float or a bool where an integer is, NaN -- and the ranges the CLI
-enforces (``threads`` >= 1, ``jobs`` in [1, 256], ...). A failure is one :class:`ArgumentError`
+split into characters), a float or a bool where an integer is -- and the ranges the CLI
+enforces (``jobs`` in [1, 256], ``threads`` >= 1, ... -- most by the code both run). A failure is one :class:`ArgumentError`
 (a :class:`StaleError`) naming the function, the argument and the value.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import os
 from typing import Any, Callable
 
@@ -24,12 +23,12 @@ class ArgumentError(StaleError):
     """An argument of an API function of the wrong type or out of range (names the argument)."""
 
 
-#: integer arguments and their inclusive range, as the CLI checks them (None: unbounded)
+#: integer arguments and their inclusive range where no command checks them further down (the
+#: others -- threads, jobs, batch sizes, clip frames, ... -- are checked by the code both the CLI
+#: and the API run, with the CLI's messages); None: unbounded
 RANGES: dict[str, tuple[int | None, int | None]] = {
-    "threads": (1, 1024), "jobs": (1, 256), "batch_size": (1, None), "max_videos_per_subset": (1, None),
-    "clip_frames": (1, None), "stride": (1, None), "frames_per_clip": (1, None), "ddp_procs": (1, None),
-    "time": (1, None), "gpus_per_job": (0, None), "cpus_per_job": (1, None), "seed": (0, 2**63 - 1),
-    "dim": (2, None), "top": (1, None),
+    "ddp_procs": (1, 64), "time": (1, None), "gpus_per_job": (0, None), "cpus_per_job": (1, None),
+    "seed": (0, 2**63 - 1),
 }
 #: list arguments that must name at least one item
 NON_EMPTY = {"videos", "inputs"}
@@ -63,7 +62,7 @@ def _matches(value: Any, ann: str) -> bool:
     if ann == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if ann == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)   # NaN: checked further down
     if ann in ("os.PathLike", "Path"):
         return isinstance(value, os.PathLike)
     if ann.startswith("Sequence[") and ann.endswith("]"):
@@ -92,8 +91,9 @@ def check_argument(function: str, name: str, value: Any, annotation: str | None)
     if name in RANGES and isinstance(value, int) and not isinstance(value, bool):
         lo, hi = RANGES[name]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise ArgumentError(f"stale.{function}: argument {name}: must be {rng}, got {value}")
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {'2**63 - 1' if hi == 2**63 - 1 else hi}]"
+            flag = name.replace("_", "-")   # the command's option of the same name
+            raise ArgumentError(f"stale.{function}: argument {name} (--{flag}): must be {rng}, got {value}")
     if name in NON_EMPTY and isinstance(value, (list, tuple)) and not value:
         raise ArgumentError(f"stale.{function}: argument {name}: an empty list; give at least one")
 
