@@ -56,7 +56,7 @@ from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stal
 from stale.core.locks import LOCK_NAME, folder_lock
 from stale.core.output_checks import Output, check_outputs, check_writable_target
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
-                                        find_videos, missing_frames_tolerated, open_video)
+                                        find_videos, frames_on_grid, missing_frames_tolerated, open_video)
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
 
         n = 0
         failure: list[str] = []
-        for n, frame in enumerate(decoded_frames(container, failure), start=1):
+        # frames on the constant-rate grid of fps, placed by their timestamps (VFR videos)
+        for n, frame in enumerate(frames_on_grid(decoded_frames(container, failure), fps), start=1):
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):

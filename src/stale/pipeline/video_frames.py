@@ -63,6 +63,48 @@ def decoded_frames(container, failure: list) -> Iterator:
         failure.append(" ".join(str(exc).split()))
 
 
+def _seconds(frame, attr: str) -> float | None:
+    """``frame.pts`` / ``frame.duration`` in seconds (None when the stream gives none)."""
+    value, base = getattr(frame, attr, None), getattr(frame, "time_base", None)
+    if value is None or base is None:
+        return None
+    return float(value * base)
+
+
+def frames_on_grid(frames: Iterator, fps: float) -> Iterator:
+    """The decoded frames as a constant-rate sequence at ``fps``, placed by their timestamps.
+
+    Frame ``k`` of the result is the frame shown at ``k / fps`` seconds after the first frame:
+    a variable-frame-rate video (as phones record) has frames repeated where its rate is below
+    ``fps`` and dropped where it is above, so a frame shown at 1.0 s is frame ``round(fps)``,
+    not its decoding index. A constant-rate video gives its frames unchanged, one each. Frames
+    without a timestamp follow the previous one; the last frame lasts its own duration (one
+    frame when the stream gives none).
+    """
+    prev, start, t0 = None, 0, None
+    for frame in frames:
+        t = _seconds(frame, "pts")
+        if t is None or prev is None:
+            slot = start + (prev is not None)
+        else:
+            slot = int(round((t - t0) * fps))
+        if t0 is None and t is not None:
+            t0 = t
+        if prev is None:
+            prev, start = frame, 0
+            continue
+        if slot <= start:   # two frames in one grid step: the later one is shown there
+            prev = frame
+            continue
+        for _ in range(slot - start):
+            yield prev
+        prev, start = frame, slot
+    if prev is not None:
+        length = _seconds(prev, "duration")
+        for _ in range(max(1, int(round(length * fps))) if length else 1):
+            yield prev
+
+
 def declared_frames(container, stream, fps: float) -> tuple[int | None, str]:
     """Frames the file declares for its video stream, and where the number comes from: the
     stream's frame count, else its duration, else the container's duration (which may include
