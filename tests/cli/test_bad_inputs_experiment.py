@@ -155,3 +155,8 @@ def test_summarize_names_a_done_cell_without_metrics(tmp_path, capsys):
         f"{bad}: marked done but without numeric metrics (tiou, mAP, average_mAP)"]
     (root / "experiment.json").write_text(json.dumps({"format": "stale-experiment/1"}))
     refused(capsys, ["experiment", "summarize", root], "experiment.json", "no 'spec'", roots=[root])
+
+
+def test_a_huge_seed_range_is_refused_at_once(tmp_path, capsys):
+    refused(capsys, ["experiment", _spec_file(tmp_path), "--out", tmp_path / "o", "--seeds", "0-100000000"],
+            "--seeds", "100000001 values", "at most 10000", roots=[tmp_path])

@@ -56,3 +56,14 @@ def test_non_numeric_loss_in_metrics_is_a_note_not_a_crash(tmp_path, capsys):
     page = (tmp_path / "r.html").read_text()
     assert "1 record(s) without a numeric epoch and train_total skipped (first: line 1)" in page
     assert 'id="training"' in page
+
+
+def test_a_demo_report_folder_protects_the_whole_demo(tmp_path, capsys):
+    from report_util import make_demo_folder
+
+    demo = make_demo_folder(tmp_path / "demo")
+    (demo / "runs" / "stale").mkdir(parents=True)
+    (demo / "runs" / "stale" / "best.pt").write_bytes(b"weights")
+    for folder in (demo, demo / "report"):
+        refused(capsys, ["report", folder, "--out", demo / "runs" / "stale" / "best.pt", "--overwrite"],
+                "best.pt", "inputs", roots=[tmp_path])

@@ -81,6 +81,10 @@ class Spec:
         raise StaleError(f"spec {self.name}: no variant {name!r}")
 
 
+#: the most values one ``--splits`` / ``--seeds`` range may name (each is a cell to train)
+MAX_RANGE_VALUES = 10_000
+
+
 def parse_range(text: str | int | Sequence[int], what: str = "--splits") -> list[int]:
     """``"0-9"``, ``"0,2,5"``, ``3`` or a list -> sorted unique ints."""
     if isinstance(text, int) and not isinstance(text, bool):
@@ -98,6 +102,9 @@ def parse_range(text: str | int | Sequence[int], what: str = "--splits") -> list
                 a, b = int(m.group(1)), int(m.group(2))
                 if b < a:
                     raise StaleError(f"{what} {text!r}: range {part} runs backwards")
+                if b - a + 1 > MAX_RANGE_VALUES:   # one cell each: a typo must not hang the command
+                    raise StaleError(f"{what} {text!r}: range {part} holds {b - a + 1} values; at most "
+                                     f"{MAX_RANGE_VALUES}")
                 items.extend(range(a, b + 1))
             elif part.isdigit():
                 items.append(int(part))

@@ -117,10 +117,12 @@ def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None =
     from stale.core.output_checks import Output, check_outputs
     from stale.reporting.render import is_stale_report, write_report
 
-    _, default = folder_kind(path)
+    kind, default = folder_kind(path)
     target = Path(out) if out is not None else default
     ours = target.is_file() and is_stale_report(target)
-    _refuse_input_as_output(Path(path), target, ours)
+    # a demo's report/ folder: the demo folder around it (runs, data) is protected as well
+    demo = Path(path).parent if kind == "demo-report" and (Path(path).parent / "report").is_dir() else None
+    _refuse_input_as_output(demo or Path(path), target, ours)
     # the output is checked before the (possibly slow) evaluation work
     check_outputs([Output(target, "file", "--out", exists_ok=ours)], overwrite=overwrite)
     built = build_report(path, page=target)
