@@ -94,3 +94,11 @@ def test_extract_keeps_the_time_and_does_not_call_it_truncated(vfr_video, tmp_pa
     # the clip of 0.0-0.1 s and the one of 0.3-0.4 s both show frame 0: identical features
     np.testing.assert_allclose(feats[0], feats[3], atol=1e-6)
     assert not np.allclose(feats[5], feats[10], atol=1e-6)   # frame 1 (0.5 s) vs frame 2 (1.0 s)
+
+
+def test_a_timestamp_jump_is_an_error_not_an_endless_still():
+    from stale.core.errors import StaleError
+
+    frames = _fake([0, 40, 40 + 2 * 3600 * 1000])
+    with pytest.raises(StaleError, match=r"clip.mp4: timestamps jump by 7200 s after 0.04 s"):
+        list(frames_on_grid(iter(frames), 25.0, "clip.mp4"))

@@ -180,7 +180,7 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
         n = 0
         failure: list[str] = []
         # frames on the constant-rate grid of fps, placed by their timestamps (VFR videos)
-        for n, frame in enumerate(frames_on_grid(decoded_frames(container, failure), fps), start=1):
+        for n, frame in enumerate(frames_on_grid(decoded_frames(container, failure), fps, path), start=1):
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):

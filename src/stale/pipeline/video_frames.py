@@ -71,7 +71,11 @@ def _seconds(frame, attr: str) -> float | None:
     return float(value * base)
 
 
-def frames_on_grid(frames: Iterator, fps: float) -> Iterator:
+#: the longest a single frame may stay on screen (seconds); a longer gap is a broken timestamp
+MAX_FRAME_GAP_S = 3600.0
+
+
+def frames_on_grid(frames: Iterator, fps: float, source: str | os.PathLike = "video") -> Iterator:
     """The decoded frames as a constant-rate sequence at ``fps``, placed by their timestamps.
 
     Frame ``k`` of the result is the frame shown at ``k / fps`` seconds after the first frame:
@@ -79,7 +83,8 @@ def frames_on_grid(frames: Iterator, fps: float) -> Iterator:
     ``fps`` and dropped where it is above, so a frame shown at 1.0 s is frame ``round(fps)``,
     not its decoding index. A constant-rate video gives its frames unchanged, one each. Frames
     without a timestamp follow the previous one; the last frame lasts its own duration (one
-    frame when the stream gives none).
+    frame when the stream gives none). A frame shown for more than :data:`MAX_FRAME_GAP_S`
+    (a timestamp jump) is an error naming ``source`` and the time.
     """
     prev, start, t0 = None, 0, None
     for frame in frames:
@@ -96,6 +101,10 @@ def frames_on_grid(frames: Iterator, fps: float) -> Iterator:
         if slot <= start:   # two frames in one grid step: the later one is shown there
             prev = frame
             continue
+        if slot - start > MAX_FRAME_GAP_S * fps:
+            raise StaleError(f"{source}: timestamps jump by {(slot - start) / fps:.0f} s after "
+                             f"{start / fps:.2f} s (one frame shown for over an hour); the file's "
+                             f"timestamps are broken -- re-mux it (e.g. ffmpeg -i IN -c copy OUT)")
         for _ in range(slot - start):
             yield prev
         prev, start = frame, slot
