@@ -295,3 +295,15 @@ def test_out_inside_the_run_folder_it_reads_is_refused(media, runs):
         assert p.returncode == 2 and "lies inside the input folder" in p.stderr and str(runs[32]) in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     assert snapshot(runs[32]) == before
+
+
+def test_a_second_detect_into_one_folder_is_refused(media, tmp_path):
+    from stale.core.locks import folder_lock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with folder_lock(out, "stale detect"):
+        p = stale("detect", media["videos"] / "bars.mp4", "--classes", "a,b", "--weights", media["clip"],
+                  "--out", out, "--clip-frames", "4", "--stride", "4", "--no-progress")
+    assert p.returncode == 2 and "another stale detect (process" in p.stderr
+    assert not (out / "detections.json").exists() and not (out / "features").exists()

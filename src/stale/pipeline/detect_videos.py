@@ -275,7 +275,16 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
 
 def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions) -> DetectResult:
     """Detect ``opts.classes`` in every video of ``inputs`` and write the outputs into ``out``
-    (module docstring). Returns what was written."""
+    (module docstring). Returns what was written. One ``stale detect`` at a time writes into
+    ``out`` (a second one is refused, :mod:`stale.core.locks`)."""
+    import contextlib
+
+    with contextlib.ExitStack() as lock:
+        return _run_detect(inputs, out, opts, lock)
+
+
+def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions,
+                lock) -> DetectResult:
     import numpy as np
     import torch
 
@@ -332,6 +341,15 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
             x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
             return detector(x, classes, [duration]).to_lists(classes)[0]
     t_models = time.perf_counter() - t0
+
+    # from here on this process writes into OUT: one writer at a time (the checks above are
+    # read-only, so a refused second process has changed nothing)
+    from stale.core.locks import folder_lock
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(folder_lock(out, "stale detect"))
+    prev = _check_outputs(out, videos, inputs, settings, [weights_file, *run_files], opts.overwrite,
+                          [run_files[0].parent] if run_files else [])   # again, under the lock
 
     # features: extract's code and index, cached and resumable in OUT/features
     feat_dir = out / FEATURES
