@@ -160,3 +160,7 @@ def test_summarize_names_a_done_cell_without_metrics(tmp_path, capsys):
 def test_a_huge_seed_range_is_refused_at_once(tmp_path, capsys):
     refused(capsys, ["experiment", _spec_file(tmp_path), "--out", tmp_path / "o", "--seeds", "0-100000000"],
             "--seeds", "100000001 values", "at most 10000", roots=[tmp_path])
+
+
+def test_list_takes_no_folder(tmp_path, capsys):
+    refused(capsys, ["experiment", "list", tmp_path], "list: takes no folder", roots=[tmp_path])
