@@ -67,3 +67,24 @@ def test_a_demo_report_folder_protects_the_whole_demo(tmp_path, capsys):
     for folder in (demo, demo / "report"):
         refused(capsys, ["report", folder, "--out", demo / "runs" / "stale" / "best.pt", "--overwrite"],
                 "best.pt", "inputs", roots=[tmp_path])
+
+
+def test_experiment_cells_recorded_relative_to_another_directory_are_found(tmp_path, capsys, monkeypatch):
+    exp = make_experiment_folder(tmp_path / "exp")
+    res = json.loads((exp / "results.json").read_text())
+    for c in res["cells"]:   # as an old run with `--out exp` from another working directory left them
+        c["run_dir"] = "exp/" + c["run_dir"].split("/exp/", 1)[1]
+    (exp / "results.json").write_text(json.dumps(res))
+    monkeypatch.chdir(tmp_path / "exp")    # where exp/cells/... does not exist
+    rc, _, err = run_cli(capsys, "report", exp, "--out", tmp_path / "r.html")
+    assert rc == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert 'id="per-class"' in page and "precision-recall" in page and "no predictions.json" not in page
+    # a cell whose folder is gone: a note naming it, not a silent gap
+    gone = next(c for c in res["cells"] if c["status"] == "done")
+    for name in ("predictions.json", "ground_truth.json"):
+        (tmp_path / gone["run_dir"] / name).unlink()
+    rc, _, err = run_cli(capsys, "report", exp, "--out", tmp_path / "r2.html")
+    assert rc == 0, err
+    assert f"cell {gone['key']}: no predictions.json + ground_truth.json in its folder" in \
+        (tmp_path / "r2.html").read_text()
