@@ -164,3 +164,32 @@ def test_a_huge_seed_range_is_refused_at_once(tmp_path, capsys):
 
 def test_list_takes_no_folder(tmp_path, capsys):
     refused(capsys, ["experiment", "list", tmp_path], "list: takes no folder", roots=[tmp_path])
+
+
+def test_local_workers_are_started_to_die_with_the_experiment(tmp_path, monkeypatch):
+    """`--jobs N` workers get die_with_parent (tested with a real kill -9 in
+    tests/core/test_lifetime_and_locks.py) and this process's id."""
+    import concurrent.futures
+    import os
+
+    from stale.core.lifetime import die_with_parent
+    from stale.experiments import launch
+
+    seen = {}
+
+    class Pool:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, *a):
+            raise AssertionError("no cell should run")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    launch.launch({}, tmp_path, [], [], 2, "local", {})
+    assert seen["initializer"] is die_with_parent and seen["initargs"] == (os.getpid(),)
