@@ -56,9 +56,9 @@ def train(config: str | os.PathLike, out: str | os.PathLike, overrides: Sequence
     from stale.pipeline.config import load_run_config
     from stale.pipeline.train import run_training
 
-    extra = [*([f"train.threads={threads}"] if threads is not None else []),
-             *([f"train.device={device}"] if device is not None else [])]
-    cfg = load_run_config(config, [*overrides, *extra])
+    from stale.core.config import option_overrides
+
+    cfg = load_run_config(config, option_overrides(overrides, train_threads=threads, train_device=device))
     run_training(cfg, out, resume=resume, overwrite=overwrite)
     return Path(out)
 

@@ -97,7 +97,7 @@ def test_out_symlink_to_the_feature_folder(capsys, tiny_config, tiny_dataset, tm
 # ----------------------------------------------------------------------------- values
 
 @pytest.mark.parametrize("extra, needles", [
-    (["--device", "foo"], ["train.device", "'foo'", "not a device"]),
+    (["--device", "foo"], ["--device foo:", "train.device", "'foo'", "not a device"]),
     (["--set", "train.lr=.inf"], ["--set train.lr=.inf", "finite"]),
     (["--set", "train.lr=-1"], ["--set train.lr=-1", "> 0"]),
     (["--set", "train.batch_size=0"], ["--set train.batch_size=0", ">= 1"]),
@@ -105,7 +105,7 @@ def test_out_symlink_to_the_feature_folder(capsys, tiny_config, tiny_dataset, tm
     (["--set", "train.epochs=abc"], ["--set train.epochs=abc", "expected an integer"]),
     (["--set", "train.epochs"], ["--set 'train.epochs'", "key.sub=value"]),
     (["--set", "train.lrr=1"], ["--set train.lrr=1", "unknown config key", "lrr"]),
-    (["--threads", "0"], ["threads", "0"]),
+    (["--threads", "0"], ["--threads 0:", "train.threads=0", ">= 1"]),
 ])
 def test_bad_values_are_blamed_on_the_argument(capsys, tiny_config, tiny_dataset, tmp_path, extra, needles):
     refused(capsys, train_args(tiny_config, tiny_dataset, tmp_path / "run", *extra), *needles,

@@ -146,6 +146,18 @@ class Overrides(list):
             self.origins[text] = origin
 
 
+def option_overrides(overrides: Sequence[str], **options: Any) -> Overrides:
+    """``--set`` overrides plus the ones command-line options stand for (``train_threads=4`` ->
+    ``train.threads=4``, blamed on ``--threads 4`` when bad); None values are left out."""
+    out = Overrides()
+    out.add(list(overrides), "--set")
+    for key, value in options.items():
+        if value is not None:
+            section, name = key.split("_", 1)
+            out.add([f"{section}.{name}={value}"], f"--{name.replace('_', '-')} {value}:")
+    return out
+
+
 def override_label(text: str, overrides: Sequence[str] = ()) -> str:
     """``'<origin> <text>'`` of one override (``'--set <text>'`` unless ``overrides`` knows
     better)."""
