@@ -43,3 +43,10 @@ def test_help_and_version_still_exit_0(capsys):
     assert run_cli(capsys, "--version")[0] == 0
     rc, out, _ = run_cli(capsys, "report", "--help")
     assert rc == 0 and "usage:" in out
+
+
+def test_a_bad_device_is_blamed_on_the_option(capsys, tmp_path, tiny_run):
+    from bad_inputs import refused
+
+    refused(capsys, ["predict", tiny_run, "--out", tmp_path / "p.json", "--device", "gpu"],
+            "--device: 'gpu' is not a device", roots=[tmp_path, tiny_run])

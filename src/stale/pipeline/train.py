@@ -98,7 +98,7 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             log.info("moved the earlier run in %s aside to %s", out_dir, moved)
         # 2. paths and runtime
         cfg = absolute_paths(cfg)
-        device = resolve_device(cfg.train.device)
+        device = resolve_device(cfg.train.device, "train.device")
         dist = init_distributed(device.type)
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
