@@ -193,3 +193,11 @@ def test_local_workers_are_started_to_die_with_the_experiment(tmp_path, monkeypa
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
     launch.launch({}, tmp_path, [], [], 2, "local", {})
     assert seen["initializer"] is die_with_parent and seen["initargs"] == (os.getpid(),)
+
+
+def test_every_shipped_spec_maps_its_names_to_distinct_folders():
+    from stale.experiments.cells import check_folder_names
+    from stale.experiments.spec import list_specs
+
+    for name in list_specs():
+        check_folder_names(load_spec(name))

@@ -248,7 +248,7 @@ def test_a_second_extract_into_one_folder_is_refused(media, tmp_path, capsys):
     lock is held here, as a running `stale extract` holds it)."""
     import os
 
-    from stale.core.locks import folder_lock
+    from stale.core.locks import LOCK_NAME, folder_lock
 
     out = tmp_path / "feats"
     out.mkdir()
@@ -257,12 +257,13 @@ def test_a_second_extract_into_one_folder_is_refused(media, tmp_path, capsys):
     rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
     assert rc == 0, err
     assert json.loads((out / "extract_meta.json").read_text())["videos"].keys() == {"a"}
-    # the lock file left behind is not a foreign file; a new folder with only it neither
+    assert not (out / LOCK_NAME).exists()   # removed by its holder
+    # a lock file a killed process left behind is not a foreign file (nor in a folder holding only it)
+    (out / LOCK_NAME).write_text("99999999")
     rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
     assert rc == 0, err
     (tmp_path / "only_lock").mkdir()
-    with folder_lock(tmp_path / "only_lock", "stale extract"):
-        pass
+    (tmp_path / "only_lock" / LOCK_NAME).write_text("99999999")
     rc, _, err = run_cli(capsys, *args(media, media["whole"], out=tmp_path / "only_lock"))
     assert rc == 0, err
 

@@ -229,3 +229,17 @@ def test_interrupt_during_resume_keeps_the_checkpoint(capsys, tiny_config, tiny_
     assert after[str(run / "last.pt")] == before[str(run / "last.pt")]
     assert after[str(run / "best.pt")] == before[str(run / "best.pt")]
     assert temp_files(run) == []   # the dead writer's file was cleaned, ours removed
+
+
+def test_a_second_train_into_one_folder_is_refused(capsys, tiny_config, tiny_dataset, tmp_path):
+    """A second process that passed its checks while the first got ready finds the folder locked
+    (or, once the first is done, its run files): it writes nothing."""
+    import os
+
+    from stale.core.locks import folder_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with folder_lock(out, "stale train"):
+        refused(capsys, train_args(tiny_config, tiny_dataset, out), f"another stale train (process {os.getpid()})",
+                roots=[tmp_path, tiny_dataset])

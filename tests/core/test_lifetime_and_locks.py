@@ -80,7 +80,9 @@ def test_a_second_writer_is_refused_and_the_lock_dies_with_its_holder(tmp_path):
                 pass
         holder.kill()
         holder.wait(10)
-        with folder_lock(tmp_path, "stale extract"):   # kill -9 released it
+        assert (tmp_path / LOCK_NAME).is_file()        # left behind by kill -9 ...
+        with folder_lock(tmp_path, "stale extract"):   # ... but released
             assert (tmp_path / LOCK_NAME).read_text() == str(os.getpid())
+        assert not (tmp_path / LOCK_NAME).exists()     # a holder that finishes removes it
     finally:
         holder.kill()

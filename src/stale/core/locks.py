@@ -4,9 +4,9 @@
 holds and rewrite it after every item; two processes writing into one folder would each write
 their own index and lose the other's entries. :func:`folder_lock` takes an exclusive
 ``flock`` on ``FOLDER/.stale.lock`` for the duration of the work; a second process is refused at
-once with one line naming the folder and the holder's process id. The kernel releases the lock
-when its holder exits in any way (``kill -9`` included), so a stale lock file never blocks: the
-file itself stays (hidden, empty but for the pid) and is not a foreign file to any command.
+once with one line naming the folder and the holder's process id. The holder removes the file
+when it is done; the kernel releases the lock when its holder exits in any other way (``kill -9``
+included), so a lock file left behind never blocks, and it is not a foreign file to any command.
 """
 
 from __future__ import annotations
@@ -39,8 +39,18 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise StaleError(f"{folder}: another {command} (process {holder}) is writing into this folder; "
                              f"wait for it to finish, or choose another output folder") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:   # the holder removed the file between our open and flock: it just finished
+            raise StaleError(f"{folder}: another {command} just finished writing into this folder; run "
+                             f"again to continue from what it left")
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield path
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)   # while still holding the lock (see the check above)
     finally:
         os.close(fd)   # releases the lock

@@ -13,6 +13,8 @@ held-out *training* videos, ``pseudo_unseen`` held-out seen classes (``train.sel
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -93,7 +95,7 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
     folder, moved = prepare_run_folder(out_dir, resume=resume, overwrite=overwrite,
                                        inputs=inputs, input_dirs=[cfg.data.features.root])
     out_dir = folder
-    with RunLog() as runlog:
+    with RunLog() as runlog, contextlib.ExitStack() as lock:
         if moved is not None:
             log.info("moved the earlier run in %s aside to %s", out_dir, moved)
         # 2. paths and runtime
@@ -129,8 +131,9 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
                 trainer.resume(out_dir / "last.pt")
-            # 5. the run files
+            # 5. the run files; from here on one process writes into the folder
             if dist.is_main:
+                _lock_run_folder(out_dir, resume, lock)
                 _write_run_files(cfg, data, out_dir, runlog, extra, model)
             train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
             val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
@@ -148,6 +151,21 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             return history[-1] if history else {}
         finally:
             shutdown_distributed()
+
+
+def _lock_run_folder(out_dir: Path, resume: bool, lock: contextlib.ExitStack) -> None:
+    """Hold the run folder's lock (:mod:`stale.core.locks`) from the first write on: a second
+    ``stale train`` into it is refused, and one that passed its checks while this one was
+    getting ready finds the artefacts written meanwhile."""
+    from stale.core.locks import folder_lock
+    from stale.core.output_checks import run_artefacts
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(folder_lock(out_dir, "stale train"))
+    present = run_artefacts(out_dir)
+    if present and not resume:
+        raise StaleError(f"--out {out_dir}: another process wrote a run here meanwhile ({', '.join(present)}); "
+                         f"nothing was written -- choose another folder")
 
 
 def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, out_dir: Path,
