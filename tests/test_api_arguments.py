@@ -71,3 +71,17 @@ def test_ranges_checked_further_down_keep_the_cli_messages(tmp_path):
         stale.experiment("table1", tmp_path / "e", jobs=0)
     with pytest.raises(StaleError, match="--clip-frames: must be a positive integer"):
         stale.extract(tmp_path / "v.mp4", tmp_path / "o", clip_frames=0, weights="random")
+
+
+@pytest.mark.parametrize("options, needles", [
+    ({"subtitle_top": "3"}, ["argument subtitle_top", "expected int", "str '3'"]),
+    ({"nope": 1}, ["unknown option 'nope'", "subtitle_top"]),
+    ({"overrides": "temperature=0.02"}, ["argument overrides", "a list of str", "wrap one string"]),
+    ({"device": None}, ["argument device", "NoneType"]),
+])
+def test_detect_options_are_checked_before_any_work(tmp_path, options, needles):
+    with pytest.raises(ArgumentError) as info:
+        stale.detect([tmp_path / "v.mp4"], "a", tmp_path / "o", weights="random", **options)
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+    assert list(tmp_path.iterdir()) == []

@@ -336,8 +336,14 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
     from stale.core.hub import preflight_weights
 
     preflight_weights(arch, weights, "CLIP weights")   # before the slow imports
+    from dataclasses import fields
+
+    from stale.core.arguments import check_options
     from stale.pipeline.detect_videos import DetectOptions, run_detect
     from stale.training.runtime import set_threads
+
+    given = {"classes", "run", "weights", "arch", "overwrite"}   # parameters of this function
+    check_options("detect", options, {f.name: str(f.type) for f in fields(DetectOptions) if f.name not in given})
 
     set_threads(threads)
     inputs = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)

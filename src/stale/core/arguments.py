@@ -65,10 +65,11 @@ def _matches(value: Any, ann: str) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)   # NaN: checked further down
     if ann in ("os.PathLike", "Path"):
         return isinstance(value, os.PathLike)
-    if ann.startswith("Sequence[") and ann.endswith("]"):
+    seq = next((p for p in ("Sequence[", "list[") if ann.startswith(p)), None)
+    if seq and ann.endswith("]"):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             return False
-        inner = _split_union(ann[len("Sequence["):-1])
+        inner = _split_union(ann[len(seq):-1])
         return all(any(_matches(x, a) for a in inner) for x in value)
     return True   # a form this checker does not know: the function checks it
 
@@ -83,10 +84,12 @@ def check_argument(function: str, name: str, value: Any, annotation: str | None)
     if annotation:
         options = _split_union(str(annotation))
         if not any(_matches(value, a) for a in options):
-            want = " or ".join("a list of " + a[len("Sequence["):-1] if a.startswith("Sequence[") else a
-                               for a in options)
-            hint = "; wrap one string in a list" if isinstance(value, str) and any(
-                a.startswith("Sequence[") for a in options) else ""
+            def listed(a: str) -> str | None:
+                p = next((p for p in ("Sequence[", "list[") if a.startswith(p)), None)
+                return a[len(p):-1] if p else None
+
+            want = " or ".join(f"a list of {listed(a)}" if listed(a) else a for a in options)
+            hint = "; wrap one string in a list" if isinstance(value, str) and any(map(listed, options)) else ""
             raise ArgumentError(f"stale.{function}: argument {name}: expected {want}, got {_describe(value)}{hint}")
     if name in RANGES and isinstance(value, int) and not isinstance(value, bool):
         lo, hi = RANGES[name]
@@ -96,6 +99,15 @@ def check_argument(function: str, name: str, value: Any, annotation: str | None)
             raise ArgumentError(f"stale.{function}: argument {name} (--{flag}): must be {rng}, got {value}")
     if name in NON_EMPTY and isinstance(value, (list, tuple)) and not value:
         raise ArgumentError(f"stale.{function}: argument {name}: an empty list; give at least one")
+
+
+def check_options(function: str, options: dict, fields: dict[str, str]) -> None:
+    """Check the keyword ``options`` a function passes on to a dataclass (``fields``: name ->
+    annotation): an unknown name or a value of the wrong type is an :class:`ArgumentError`."""
+    for key, value in options.items():
+        if key not in fields:
+            raise ArgumentError(f"stale.{function}: unknown option {key!r} (known: {', '.join(sorted(fields))})")
+        check_argument(function, key, value, fields[key])
 
 
 def checked(fn: Callable) -> Callable:
