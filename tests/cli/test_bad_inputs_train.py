@@ -243,3 +243,20 @@ def test_a_second_train_into_one_folder_is_refused(capsys, tiny_config, tiny_dat
     with folder_lock(out, "stale train"):
         refused(capsys, train_args(tiny_config, tiny_dataset, out), f"another stale train (process {os.getpid()})",
                 roots=[tmp_path, tiny_dataset])
+
+
+def test_annotation_classes_that_are_one_prompt_fail_before_anything_is_written(capsys, tiny_config, tiny_dataset,
+                                                                                tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    ann = json.loads((data / "annotations.json").read_text())
+    first = next(v for v in ann["database"].values() if v["subset"] == "training" and v["annotations"])
+    label = first["annotations"][0]["label"]
+    first["annotations"][0]["label"] = label.title()            # "high jump" -> "High Jump"
+    (data / "annotations.json").write_text(json.dumps(ann))
+    refused(capsys, train_args(tiny_config, data, tmp_path / "run"), str(data / "annotations.json"),
+            "one prompt to CLIP's tokenizer", repr(label),
+            roots=[tmp_path])
+    assert not (tmp_path / "run").exists()

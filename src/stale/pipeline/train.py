@@ -118,7 +118,8 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             # 3. data: annotations, protocol, features -- every check before anything is written
             data = assemble_training(cfg, progress=cfg.train.progress and dist.is_main)
             # 4. prompts and model (its CLIP weights load here, before minutes of training)
-            check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes])
+            check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes],
+                          where=str(cfg.data.annotations))
             if cfg.method in ("clip_detector", "linear_probe"):
                 return _fit_without_trainer(cfg, data, out_dir, runlog)
             trainer = build_trainer(cfg, data, device, out_dir, dist)
