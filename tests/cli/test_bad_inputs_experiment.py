@@ -201,3 +201,21 @@ def test_every_shipped_spec_maps_its_names_to_distinct_folders():
 
     for name in list_specs():
         check_folder_names(load_spec(name))
+
+
+def test_a_benchmark_made_with_other_settings_is_not_reused(tmp_path, capsys):
+    from stale.core.config import to_dict
+    from stale.synth.presets import preset
+
+    root = _finished_folder(tmp_path, SPEC)
+    data = root / "data" / "aligned"
+    data.mkdir(parents=True)
+    (data / "synth_meta.json").write_text(json.dumps({"complete": True,
+                                                      "config": to_dict(preset("aligned", 0, 40))}))
+    refused(capsys, ["experiment", _spec_file(tmp_path), "--out", root], str(data), "other settings",
+            "max_videos_per_subset", roots=[root])
+    (data / "synth_meta.json").write_text(json.dumps({"complete": True,
+                                                      "config": to_dict(preset("aligned", 0, 12))}))
+    from stale.experiments.cells import check_data
+
+    check_data(load_spec(SPEC), root / "data")   # the same settings: reused

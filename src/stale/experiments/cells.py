@@ -73,8 +73,9 @@ def cell_identity(spec: Spec, cell: Cell, extra: Sequence[str]) -> str:
         for key in keys:
             tree.get(section, {}).pop(key, None)
     v = spec.variant(cell.variant)
+    ds = next(d for d in spec.datasets if d.name == cell.dataset)
     payload = {"cell": cell.__dict__, "config": tree, "reuse": v.reuse, "predict": list(v.predict or []),
-               "permute_names": bool(v.permute_names), "tiou": tiou_of(spec, cell, cfg)}
+               "permute_names": bool(v.permute_names), "tiou": tiou_of(spec, cell, cfg), "synth": ds.synth}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -160,10 +161,33 @@ def _synth_config(synth: dict):
     return preset(str(synth["preset"]), int(synth.get("seed", 0)), synth.get("max_videos_per_subset"))
 
 
+def check_data(spec: Spec, data_dir: Path) -> None:
+    """A built-in benchmark already in the experiment folder must be the one the spec asks for:
+    one made with other settings (another preset, seed or size) is refused before any work --
+    reusing it would train the new cells on other data than the spec says."""
+    import json
+
+    from stale.core.config import to_dict
+
+    for ds in spec.datasets:
+        meta_file = data_dir / _slug(ds.name) / "synth_meta.json"
+        if ds.synth is None or not meta_file.is_file():
+            continue
+        meta = read_json(meta_file)
+        have = meta.get("config") if isinstance(meta, dict) else None
+        want = json.loads(json.dumps(to_dict(_synth_config(ds.synth))))
+        if have != want:
+            keys = sorted(k for k in want if not isinstance(have, dict) or have.get(k) != want[k])
+            raise StaleError(f"{meta_file.parent}: holds the {ds.name} benchmark made with other settings "
+                             f"({', '.join(keys) or 'unreadable'}) than spec {spec.name} asks for; use another "
+                             f"--out (its cells were trained on that data)")
+
+
 def prepare_data(spec: Spec, data_dir: Path) -> None:
     """Generate every synthetic dataset the spec names (once; an existing one is reused)."""
     from stale.synth.generate import SynthDataset, default_embed_fn
 
+    check_data(spec, data_dir)
     for ds in spec.datasets:
         if ds.synth is None:
             continue

@@ -36,8 +36,8 @@ from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, read_json
 from stale.core.locks import LOCK_NAME, folder_lock
 from stale.core.logs import get_logger
-from stale.experiments.cells import (cell_identity, cell_state, cells_of, check_folder_names, prepare_data,
-                                     select_datasets)
+from stale.experiments.cells import (cell_identity, cell_state, cells_of, check_data, check_folder_names,
+                                     prepare_data, select_datasets)
 from stale.experiments.launch import launch
 from stale.experiments.spec import SPEC_FORMAT, load_spec, merge_specs, spec_mapping, split_names
 from stale.experiments.summary import summarize
@@ -115,6 +115,7 @@ def run_experiment(spec_ref: str | os.PathLike, out: str | os.PathLike, *, split
     marker_spec = merge_specs(read_json(marker)["spec"], spec_map) if marker.is_file() else spec_map
     for mapping in (spec_map, marker_spec):   # what the workers and summarize will load
         load_spec(mapping)
+    check_data(spec, root / "data")
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root, "stale experiment"):   # two experiments never train one folder's cells
         return _run(spec, root, cells, states, marker_spec, spec_map, list(overrides), jobs, launcher, slurm,
