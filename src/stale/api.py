@@ -226,12 +226,12 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=str(resolve_device(device)),
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
                         seed=seed, progress=progress)
-    check_extract_output(inputs, out, cfg)   # before the weights load
+    videos = check_extract_output(inputs, out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
         get_logger("extract").warning("WARNING: image encoder %s. These features carry no visual meaning; "
                                       "use them for tests and benchmarks only.", encoder.description)
-    return extract_videos(inputs, out, cfg, encoder)
+    return extract_videos(videos, out, cfg, encoder)
 
 
 #: ``stale synth`` difficulty flags -> RenderConfig fields (defaults live in the dataclass)

@@ -276,7 +276,7 @@ def test_broken_links_in_a_video_folder_are_named_and_counted(media, tmp_path, c
     (vids / "loop.mp4").symlink_to(vids / "loop.mp4")
     rc, out, err = run_cli(capsys, *args(media, vids, out=tmp_path / "o"))
     assert rc == 0, err
-    assert "skipped 2 broken link(s) among the videos" in err
+    assert err.count("skipped 2 broken link(s) among the videos") == 1
     assert f"{vids / 'gone.mp4'} (dangling link -> {tmp_path / 'nowhere.mp4'})" in err
     assert f"{vids / 'loop.mp4'} (symlink loop)" in err
     # a folder of broken links only, and a broken link given by name: errors naming them

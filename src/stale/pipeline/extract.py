@@ -375,7 +375,8 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, "stale extract"):   # one writer of the index at a time
         # checked again under the lock: a process that held it may have written meanwhile
-        return _extract_locked(check_extract_output(inputs, out_dir, cfg), out, cfg, encoder, device)
+        # (the files found above: their folders were checked, and broken links reported, once)
+        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device)
 
 
 def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
