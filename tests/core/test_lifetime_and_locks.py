@@ -86,3 +86,16 @@ def test_a_second_writer_is_refused_and_the_lock_dies_with_its_holder(tmp_path):
         assert not (tmp_path / LOCK_NAME).exists()     # a holder that finishes removes it
     finally:
         holder.kill()
+
+
+def test_a_file_system_without_flock_goes_on_unlocked(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with folder_lock(tmp_path, "stale extract"):
+        pass
+    assert "cannot lock the folder (No locks available)" in caplog.text

@@ -39,6 +39,16 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise StaleError(f"{folder}: another {command} (process {holder}) is writing into this folder; "
                              f"wait for it to finish, or choose another output folder") from None
+        except OSError as exc:   # a file system without flock (some network mounts): go on unlocked
+            from stale.core.logs import get_logger
+
+            get_logger("locks").warning("%s: cannot lock the folder (%s); make sure no other %s writes "
+                                        "into it", folder, exc.strerror or exc, command)
+            try:
+                yield path
+            finally:
+                path.unlink(missing_ok=True)
+            return
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
