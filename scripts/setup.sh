@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import stale, torch, torchvision, open_clip, orjson, selenium, submitit" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import stale, torch, torchvision, open_clip, orjson, selenium, submitit, h5py" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
   .venv/bin/python -m pip install -q -e ".[test]"

@@ -88,7 +88,7 @@ def _cli_actions():
 
 # options about the terminal or the output of a command, not the operation
 TERMINAL = {"help", "quiet", "verbose", "debug", "json_out", "per_class", "serve", "port", "no_progress",
-            "profile", "profile_steps"}
+            "profile", "profile_steps", "json"}
 # experiment: its positional argument names the action
 RENAMED = {("detect", "inputs"): "videos"}   # the API of 0.2 named it so
 SKIP = {"experiment": {"spec", "folder"}, "evaluate": {"overwrite"}}   # evaluate --overwrite: of --json-out
@@ -150,3 +150,18 @@ def test_no_api_name_is_shadowed_by_a_subpackage():
     for name in stale.__all__:
         if name != "__version__":
             assert getattr(stale, name) is getattr(stale.api, name), name
+
+
+def test_features_inspect_and_convert(tmp_path):
+    import numpy as np
+
+    from feature_layouts import arrays, write_h5
+
+    data = arrays(3, 4, seed=7)
+    write_h5(tmp_path / "f.h5", data, prefix="v_", channel_first=True)
+    rep = stale.features_inspect(tmp_path / "f.h5", prefix="v_", dim=4)
+    assert rep["kind"] == "hdf5" and rep["videos_read"] == 3 and rep["channels"] == {"4": 3}
+    summary = stale.features_convert(str(tmp_path / "f.h5"), tmp_path / "out", prefix="v_", dim=4)
+    assert sorted(summary.written) == sorted(data) and summary.dim == 4
+    for vid, x in data.items():
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v_{vid}.npy"), x)

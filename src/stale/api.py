@@ -15,6 +15,8 @@ per action (``stale splits random`` -> :func:`splits_random`); ``stale synth`` i
 >>> split = stale.splits("thumos14", 75, 0)
 >>> res = stale.detect(["clip.mp4"], "high jump,a person pole vaulting", "det", weights="ViT-B-16.pt")
 >>> page = stale.report("stale_demo")
+>>> info = stale.features_inspect("csv_mean_100", annotations="anet_anno_action.json", prefix="v_")
+>>> stale.features_convert(["rgb.h5", "flow.h5"], "features_npy")
 
 See docs/api.md for a worked example and the table of commands.
 """
@@ -34,6 +36,7 @@ COMMANDS = {
     "train": "train", "predict": "predict", "detect": "detect", "report": "report",
     "experiment": "experiment", "experiment summarize": "summarize_experiment",
     "experiment list": "list_experiments", "demo": "demo", "config show": "config", "config list": "list_configs",
+    "features inspect": "features_inspect", "features convert": "features_convert",
 }
 __all__ = ["load_run", *dict.fromkeys(COMMANDS.values())]
 
@@ -164,10 +167,8 @@ def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file:
     """Frozen CLIP text embeddings of class names (``stale text-embed``): writes ``out`` (a
     ``.npy``, (K, E) float32, L2-normalised rows in class order) and ``OUT.classes.json``; returns
     ``(embeddings, that JSON's record)``. ``classes``: ``"a,b"``; or ``classes_file``."""
-    import numpy as np
-
     from stale.core.errors import StaleError
-    from stale.core.io import atomic_save, atomic_write_json, remove_stale_temp_files
+    from stale.core.io import atomic_save_npy, atomic_write_json, remove_stale_temp_files
     from stale.core.output_checks import Output, check_outputs
     from stale.text.embed import embed_class_names, read_class_list
     from stale.text.weights import OFFLINE_ARCH
@@ -191,11 +192,7 @@ def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file:
         remove_stale_temp_files(path.parent, names=[path.name])
     emb = embed_class_names(names, weights=weights, template=template, arch=arch, cache_dir=cache_dir, device=dev)
 
-    def save(p: Path) -> None:
-        with open(p, "wb") as fh:   # a file handle: np.save would append ".npy" to a bare path
-            np.save(fh, emb)
-
-    atomic_save(out, save)
+    atomic_save_npy(out, emb)
     record = {"classes": names, "template": template, "arch": arch or ("ViT-B-16" if weights is not None else OFFLINE_ARCH),
               "weights": weights, "embed_dim": int(emb.shape[1])}
     atomic_write_json(meta_path, record)
@@ -207,9 +204,10 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
             weights: str | None = None, arch: str = "ViT-B-16", clip_frames: int = 16, stride: int = 16,
             frames_per_clip: int = 1, batch_size: int = 64, device: str = "auto", prefix: str = "",
             overwrite: bool = False, skip_bad: bool = False, allow_truncated: bool = False, seed: int = 0,
-            threads: int | None = None, progress: bool = True):
+            threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None):
     """CLIP image features of video files (``stale extract``): ``<prefix><stem>.npy`` per video,
-    ``extract_meta.json`` and ``videos.json`` in ``out``. Returns the
+    ``extract_meta.json`` and ``videos.json`` in ``out``. ``shard``: ``"I/N"`` or ``(I, N)``, only
+    the videos of shard I of N (N jobs fill one ``out``; docs/extract.md). Returns the
     :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``); random weights are
     logged as a warning."""
     from stale.core.hub import preflight_weights
@@ -217,6 +215,7 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
 
     preflight_weights(arch, weights, "CLIP image weights")   # before the slow imports
     from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos
+    from stale.pipeline.extract_index import parse_shard
     from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads
 
@@ -225,7 +224,7 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
     cfg = ExtractConfig(arch=arch, weights=weights, clip_frames=clip_frames, stride=stride,
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=str(resolve_device(device)),
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
-                        seed=seed, progress=progress)
+                        seed=seed, progress=progress, shard=parse_shard(shard))
     videos = check_extract_output(inputs, out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
@@ -285,12 +284,24 @@ def synthesize(out: str | os.PathLike, layout: str | None = None, preset: str | 
     check_synth_folder(out, overwrite, to_dict(cfg))
     remove_stale_temp_files(out)
     remove_stale_temp_files(out / "features")
-    ds = SynthDataset(cfg, default_embed_fn(text_weights, template))
+    embed = default_embed_fn(text_weights, template)
+    ds = SynthDataset(cfg, embed)
     meta = ds.write(out, text_info={"weights": text_weights, "template": template}, overwrite=overwrite)
     if stats:
-        from stale.synth.stats import difficulty_stats
+        import numpy as np
 
-        meta = {**meta, "difficulty_stats": difficulty_stats(ds)}
+        from stale.data.splits import load_split
+        from stale.synth.stats import difficulty_stats
+        from stale.synth.transfer import zero_shot_difficulty
+        from stale.text.embed import ENSEMBLE_TEMPLATES
+
+        found = difficulty_stats(ds)
+        # what a detector knowing the unseen classes by name can read: 75/25 split_0, with the
+        # training-free detector's prompt ensemble
+        split = load_split(cfg.layout, 75, 0)
+        text = np.mean([embed(ds.classes, template=t) for t in ENSEMBLE_TEMPLATES], axis=0)
+        found["zero_shot_75_25_split_0"] = zero_shot_difficulty(ds, split.seen, split.unseen, text)
+        meta = {**meta, "difficulty_stats": found}
     return meta
 
 
@@ -432,3 +443,42 @@ def list_configs() -> list[str]:
     from stale.core.config import list_packaged_configs
 
     return list_packaged_configs()
+
+
+def _feature_source(sources, dim, kind, prefix, suffix, key, layout, nonfinite, length_mismatch):
+    from stale.pipeline.features import source_config
+
+    inputs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    return source_config(inputs, dim, kind, prefix, suffix, key, layout, nonfinite, length_mismatch)
+
+
+def features_inspect(sources: str | os.PathLike | Sequence[str | os.PathLike],
+                     annotations: str | os.PathLike | None = None, kind: str = "auto", prefix: str = "",
+                     suffix: str | None = None, key: str | None = None, layout: str = "auto",
+                     dim: str | int | Sequence[int] | None = None, length_mismatch: str = "error",
+                     progress: bool = False) -> dict:
+    """What a feature release holds (``stale features inspect``): videos found / missing / extra
+    against ``annotations``, channels, lengths, the implied feature rate and the conventions it
+    matches, non-finite values, unreadable videos (``["problems"]``; the command fails on any,
+    this function returns them). ``sources``: a folder of ``.npy``/``.csv`` files, an HDF5 or
+    pickle file, or several (concatenated along channels); ``dim``: the total or one per source.
+    Returns the JSON-ready report."""
+    from stale.pipeline.features import inspect_features
+
+    cfg = _feature_source(sources, dim, kind, prefix, suffix, key, layout, "error", length_mismatch)
+    return inspect_features(cfg, annotations, progress=progress)
+
+
+def features_convert(sources: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike,
+                     kind: str = "auto", prefix: str = "", suffix: str | None = None, key: str | None = None,
+                     layout: str = "auto", dim: str | int | Sequence[int] | None = None,
+                     length_mismatch: str = "error", nonfinite: str = "error", overwrite: bool = False,
+                     progress: bool = False):
+    """Write any feature source as one (T, C) float32 ``<prefix><id>.npy`` per video into ``out``
+    (``stale features convert``; resumable). Options as :func:`features_inspect`, plus
+    ``nonfinite`` (``"error"`` or ``"zero"``). Returns a
+    :class:`stale.pipeline.features.ConvertSummary` (``.written``, ``.resumed``, ``.dim``)."""
+    from stale.pipeline.features import convert_features
+
+    cfg = _feature_source(sources, dim, kind, prefix, suffix, key, layout, nonfinite, length_mismatch)
+    return convert_features(cfg, out, overwrite=overwrite, progress=progress)

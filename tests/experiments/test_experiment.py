@@ -86,6 +86,7 @@ def test_summary_is_the_mean_and_sample_std_of_the_cells(finished):
             assert node["mean"][t] == pytest.approx(statistics.mean(c["mAP"][t] for c in cells))
     md = (out / "results.md").read_text()
     assert "## aligned, 75/25" in md and "TH14 23.8" in md and " ± " in md
+    assert "Splits: **dev** (0-2)" in md          # the finished fixture runs splits 0-1
 
 
 def test_the_paired_column_is_each_cells_difference_from_the_reference(finished):
@@ -143,6 +144,18 @@ def test_submitit_local_launcher_runs_cells(tmp_path):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["cells_done"] == 1 and math.isfinite(res["cells"][0]["metrics"]["average_mAP"])
     assert list((tmp_path / "out" / "submitit").glob("*_log.out"))
+
+
+def test_dev_and_test_split_names_and_roles():
+    from stale.experiments.spec import split_role
+    from stale.experiments.summary import ROLE_NOTE
+
+    assert parse_range("dev") == [0, 1, 2] and parse_range(" Test ") == list(range(3, 10))
+    assert load_spec(dict(SPEC, splits="test")).splits == list(range(3, 10))
+    with pytest.raises(StaleError, match="expected numbers"):
+        parse_range("dev", "--seeds")                 # names are for splits only
+    assert split_role([0, 2]) == "dev" and split_role(range(3, 10)) == "held-out"
+    assert split_role([2, 3]) == "mixed" and set(ROLE_NOTE) == {"dev", "held-out", "mixed"}
 
 
 def test_spec_validation_and_ranges(tmp_path):

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "splits": "splits",
     "text-embed": "text_embed",
     "extract": "extract",
+    "features": "features",
     "synth": "synth",
     "train": "train",
     "predict": "predict",

@@ -8,7 +8,7 @@ def add_arguments(parser):
                         help="experiment spec (YAML file or shipped name, e.g. table1), or 'summarize DIR', or 'list'")
     parser.add_argument("folder", nargs="?", help="with summarize: the experiment folder")
     parser.add_argument("--out", help="experiment folder (cells, results.json, results.md, results.png)")
-    parser.add_argument("--splits", default=None, help="class splits to run, e.g. 0-9 or 0,1,2 (default: the spec's)")
+    parser.add_argument("--splits", default=None, help="class splits to run: dev (0-2, for choices), test (3-9, for reports), or e.g. 0-9 / 0,1,2 (default: the spec's)")
     parser.add_argument("--seeds", default=None, help="training seeds, e.g. 0-2 (default: the spec's)")
     parser.add_argument("--variants", default=None,
                         help="comma-separated subset of the spec's variants (names holding commas are matched whole)")

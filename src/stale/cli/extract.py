@@ -39,6 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="extract only shard I of N (0 <= I < N; a video's shard is crc32(id) mod N), so "
+                             "N jobs (e.g. a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N) fill one --out")
 
 
 def run(args) -> int:
@@ -48,8 +51,10 @@ def run(args) -> int:
 
     summary = extract(args.inputs, args.out, args.weights, args.arch, args.clip_frames, args.stride,
                       args.frames_per_clip, args.batch_size, args.device, args.prefix, args.overwrite,
-                      args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress)
-    print(f"{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
+                      args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress,
+                      shard=args.shard)
+    shard = f"shard {args.shard}: " if args.shard else ""
+    print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     return 0

@@ -172,6 +172,17 @@ def atomic_torch_save(path: str | os.PathLike, obj) -> None:
     atomic_save(path, save)
 
 
+def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    """``np.save`` through a file handle (``np.save(path)`` would append ``.npy`` to the temp name)."""
+    import numpy as np
+
+    def save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, array)
+
+    atomic_save(path, save)
+
+
 @contextlib.contextmanager
 def paused_gc():
     """Python's cyclic garbage collector off for the block (restored after, even on error).

@@ -21,16 +21,28 @@ from stale.core.errors import StaleError
 LOCK_NAME = ".stale.lock"
 
 
+def lock_name(shard: tuple[int, int] | None = None) -> str:
+    """The lock file of a folder's writer: one per folder, or one per shard I of N of a sharded
+    ``stale extract`` (shards write their own index parts side by side)."""
+    return LOCK_NAME if shard is None else f".stale.shard-{shard[0]}-of-{shard[1]}.lock"
+
+
+def is_lock_file(name: str) -> bool:
+    """Whether a file name is one of :func:`lock_name`'s (never a foreign file)."""
+    return name == LOCK_NAME or (name.startswith(".stale.shard-") and name.endswith(".lock"))
+
+
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
+def folder_lock(folder: str | os.PathLike, command: str, name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold the lock of the existing ``folder`` while the block runs; a StaleError when another
-    process holds it (``command`` names what is refused, e.g. ``"stale extract"``)."""
+    process holds it (``command`` names what is refused, e.g. ``"stale extract"``; ``name``: the
+    lock file, :func:`lock_name`)."""
     try:
         import fcntl
     except ImportError:   # pragma: no cover - no flock (Windows): one writer is the user's job
         yield Path(folder) / LOCK_NAME
         return
-    path = Path(folder) / LOCK_NAME
+    path = Path(folder) / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

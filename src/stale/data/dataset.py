@@ -1,4 +1,4 @@
-"""Streamed snippet features: a torch ``Dataset`` reading one memory-mapped ``.npy`` per item.
+"""Streamed snippet features: a torch ``Dataset`` reading one video per item from a feature source.
 
 Item ``i`` is video ``videos[i]``: its features resampled to the run's ``T`` snippets (done per
 item, so nothing but the current batch is in memory) and, when a ``target_fn`` is given, its
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stale.data.annotations import Video
-from stale.data.features import FeatureStore
+from stale.data.features import FeatureReader
 
 
 @dataclass
@@ -66,7 +66,7 @@ class VideoFeatureDataset(Dataset):
     bound to the class list) and ``collate_targets(list) -> batch targets`` go together.
     """
 
-    def __init__(self, videos: Sequence[Video], store: FeatureStore, num_snippets: int,
+    def __init__(self, videos: Sequence[Video], store: FeatureReader, num_snippets: int,
                  target_fn: Callable[[Video], Any] | None = None,
                  collate_targets: Callable[[list], Any] | None = None, cache_bytes: int = 0):
         self.videos = list(videos)

@@ -84,11 +84,19 @@ class Spec:
 #: the most values one ``--splits`` / ``--seeds`` range may name (each is a cell to train)
 MAX_RANGE_VALUES = 10_000
 
+#: where choices are made (defaults, switches, hyper-parameters) and where numbers are reported
+DEV_SPLITS = (0, 1, 2)
+TEST_SPLITS = (3, 4, 5, 6, 7, 8, 9)
+SPLIT_NAMES = {"dev": DEV_SPLITS, "test": TEST_SPLITS}
+
 
 def parse_range(text: str | int | Sequence[int], what: str = "--splits") -> list[int]:
-    """``"0-9"``, ``"0,2,5"``, ``3`` or a list -> sorted unique ints."""
+    """``"0-9"``, ``"0,2,5"``, ``3``, a list, or (for splits) ``dev`` = 0-2 / ``test`` = 3-9 ->
+    sorted unique ints."""
     if isinstance(text, int) and not isinstance(text, bool):
         return [text]
+    if isinstance(text, str) and what.endswith("splits") and text.strip().lower() in SPLIT_NAMES:
+        return list(SPLIT_NAMES[text.strip().lower()])
     if isinstance(text, (list, tuple)):
         items = text
     else:
@@ -278,3 +286,14 @@ def spec_mapping(spec: Spec) -> dict:
                          for v in spec.variants},
             "paper": spec.paper, "paper_source": spec.paper_source, "notes": spec.notes,
             "reference": spec.reference}
+
+
+def split_role(splits: Sequence[int]) -> str:
+    """What numbers over ``splits`` may be used for: ``dev`` (choose), ``held-out`` (report), or
+    ``mixed`` (dev and held-out splits together: neither)."""
+    got = set(splits)
+    if got <= set(DEV_SPLITS):
+        return "dev"
+    if got <= set(TEST_SPLITS):
+        return "held-out"
+    return "mixed"

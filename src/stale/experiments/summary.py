@@ -13,7 +13,14 @@ from typing import Sequence
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, read_json
 from stale.experiments.cells import cells_of
-from stale.experiments.spec import SPEC_FORMAT, Spec, load_spec
+from stale.experiments.spec import SPEC_FORMAT, Spec, load_spec, split_role
+
+#: the line results.md carries about the splits its numbers come from
+ROLE_NOTE = {
+    "dev": "Splits: **dev** (0-2) -- for choosing defaults and switches; report held-out splits (3-9).",
+    "held-out": "Splits: **held-out** (3-9) -- no choice was made on them.",
+    "mixed": "Splits: **dev and held-out mixed** -- neither a choice nor a report should rest on these rows.",
+}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -139,6 +146,7 @@ def format_results(spec: Spec, results: dict) -> str:
         lines += [spec.notes.strip(), ""]
     lines.append(f"Cells done: {results['cells_done']} of {results['cells_expected']}; values are mAP (%) "
                  f"as mean ± sample std over splits {spec.splits} and seeds {spec.seeds} (n: cells per row).")
+    lines.append(ROLE_NOTE[split_role(spec.splits)])
     if spec.reference is not None:
         lines.append(f"The paired column is each variant's average mAP minus {spec.reference}'s in the same "
                      "(split, seed) cells: mean ± sample std of those differences, and in how many cells "

@@ -27,7 +27,7 @@ from stale.core.errors import StaleError
 from stale.core.logs import get_logger
 from stale.data.annotations import AnnotationPolicy, AnnotationSet, Video, load_annotations
 from stale.data.dataset import VideoFeatureDataset
-from stale.data.features import FeatureScan, FeatureStore
+from stale.data.features import FeatureReader, FeatureScan, open_features
 from stale.data.splits import load_split, random_split, read_split_files, validate_split
 from stale.model.labels import LabelStats, targets_for_video
 from stale.model.outputs import Targets
@@ -74,7 +74,8 @@ def _abs(p: str | None) -> str | None:
 def absolute_paths(cfg: StaleConfig) -> StaleConfig:
     """A copy of ``cfg`` whose file and folder paths are absolute (resolved from the cwd)."""
     data = replace(cfg.data, annotations=_abs(cfg.data.annotations),
-                   features=replace(cfg.data.features, root=_abs(cfg.data.features.root)),
+                   features=replace(cfg.data.features, root=_abs(cfg.data.features.root),
+                                    streams=[replace(st, root=_abs(st.root)) for st in cfg.data.features.streams]),
                    blocked=[b if b in ("api", "missing_features") else _abs(b) for b in cfg.data.blocked])
     protocol = replace(cfg.protocol, seen_file=_abs(cfg.protocol.seen_file),
                        unseen_file=_abs(cfg.protocol.unseen_file))
@@ -86,7 +87,8 @@ def absolute_paths(cfg: StaleConfig) -> StaleConfig:
 def record_inputs(cfg: StaleConfig, run_dir: Path) -> dict:
     """Where a run's inputs are: absolute paths and paths relative to the run folder."""
     out = {}
-    for key, p in (("annotations", cfg.data.annotations), ("features", cfg.data.features.root),
+    streams = [(f"features_stream_{i}", st.root) for i, st in enumerate(cfg.data.features.streams)]
+    for key, p in (("annotations", cfg.data.annotations), ("features", cfg.data.features.root), *streams,
                    ("text_weights", cfg.text.weights)):
         if p and not p.startswith("builtin:") and os.path.isabs(p):
             out[key] = {"absolute": p, "relative_to_run": os.path.relpath(p, Path(run_dir).resolve())}
@@ -111,6 +113,8 @@ def relocate_inputs(cfg: StaleConfig, run_dir: Path, inputs: dict) -> StaleConfi
         data = replace(data, annotations=found["annotations"])
     if "features" in found:
         data = replace(data, features=replace(data.features, root=found["features"]))
+    moved = [replace(st, root=found.get(f"features_stream_{i}", st.root)) for i, st in enumerate(data.features.streams)]
+    data = replace(data, features=replace(data.features, streams=moved))
     text = replace(cfg.text, weights=found["text_weights"]) if "text_weights" in found else cfg.text
     return replace(cfg, data=data, text=text)
 
@@ -184,17 +188,17 @@ def pseudo_unseen_split(classes: Sequence[str], fraction: float, seed: int) -> t
 
 # ----------------------------------------------------------------------------- features
 
-def feature_store(cfg: StaleConfig, root: str | Path | None = None) -> FeatureStore:
-    f = cfg.data.features
-    return FeatureStore(root or f.root, f.prefix, f.suffix, f.dim, f.nonfinite, f.mmap)
+def feature_store(cfg: StaleConfig, root: str | Path | None = None) -> FeatureReader:
+    """The run's feature source (``data.features``: a folder, a container, several streams)."""
+    return open_features(cfg.data.features, None if root is None else str(root))
 
 
-def available_videos(videos: Sequence[Video], store: FeatureStore, policy: str,
+def available_videos(videos: Sequence[Video], store: FeatureReader, policy: str,
                      report: DataReport | None = None, what: str = "videos") -> list[Video]:
     """Videos with a feature file; missing ones are an error or skipped and counted (policy)."""
     missing = store.missing([v.id for v in videos])
     if missing:
-        example = store.path(missing[0])
+        example = store.where(missing[0])
         if policy == "error":
             raise StaleError(f"{len(missing)} of {len(videos)} {what} have no feature file "
                              f"(e.g. {example}); set data.missing_features=skip to leave them out")
@@ -207,9 +211,9 @@ def available_videos(videos: Sequence[Video], store: FeatureStore, policy: str,
     return [v for v in videos if v.id not in gone]
 
 
-def check_features(videos: Sequence[Video], store: FeatureStore, input_dim: int,
+def check_features(videos: Sequence[Video], store: FeatureReader, input_dim: int,
                    report: DataReport | None = None, progress: bool = False) -> FeatureScan:
-    """Every feature file checked before any work (see :meth:`FeatureStore.scan`); a channel
+    """Every feature file checked before any work (see :meth:`FeatureReader.scan`); a channel
     count other than ``model.input_dim`` names the file."""
     scan = store.scan([v.id for v in videos], expected_dim=input_dim, progress=progress)
     if report is not None:
@@ -236,7 +240,7 @@ def label_stats(videos: Sequence[Video], classes: Sequence[str], cfg: StaleConfi
     return stats
 
 
-def make_dataset(videos: Sequence[Video], store: FeatureStore, cfg: StaleConfig,
+def make_dataset(videos: Sequence[Video], store: FeatureReader, cfg: StaleConfig,
                  classes: Sequence[str] | None = None, cache: bool = True) -> VideoFeatureDataset:
     """Streamed features of ``videos`` (with training targets for ``classes`` when given)."""
     target_fn = collate = None
@@ -270,7 +274,7 @@ class TrainingData:
 
     annotations: AnnotationSet
     protocol: Protocol
-    store: FeatureStore
+    store: FeatureReader
     classes: list[str]                 # classes the model is trained on
     fit_videos: list[Video]
     val_videos: list[Video]
@@ -345,7 +349,7 @@ class TestData:
 
     videos: list[Video]
     classes: list[str]
-    store: FeatureStore
+    store: FeatureReader
     ground_truth: AnnotationSet
     report: DataReport
 
@@ -382,7 +386,7 @@ def assemble_test(cfg: StaleConfig, classes: Sequence[str] | None = None, annota
     store = feature_store(cfg, features_root)
     videos = available_videos(chosen, store, cfg.data.missing_features, report, "test videos")
     if not videos:
-        raise StaleError(f"no videos of subset {subset!r} to predict on (with feature files under {store.root})")
+        raise StaleError(f"no videos of subset {subset!r} to predict on (with features in {store.describe()})")
     keep = {v.id for v in videos}
     gt = AnnotationSet({k: v for k, v in gt.videos.items() if k in keep}, gt.report)
     report.videos = {"test": len(videos)}

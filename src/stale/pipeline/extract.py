@@ -30,6 +30,10 @@ this command wrote (``extract_meta.json`` is the marker); a ``.npy`` to be writt
 but is not in that index is never replaced without ``overwrite``; leftover temporary files of a
 killed run are removed.
 
+Shards (``shard=(I, N)``): N jobs fill one folder, each extracting the videos of its shard and
+writing its own index part (:mod:`stale.pipeline.extract_index`). A video's features do not
+depend on the other videos: N shards write the very bytes one process writes.
+
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
 ``model_cfg.vision_cfg``, else from ``arch``), an OpenAI JIT archive, an open_clip pretrained tag
@@ -52,20 +56,16 @@ import torch.nn.functional as F
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
-from stale.core.io import atomic_save, atomic_write_json, read_json, remove_stale_temp_files
-from stale.core.locks import LOCK_NAME, folder_lock
+from stale.core.io import atomic_save_npy, remove_stale_temp_files
+from stale.core.locks import folder_lock, is_lock_file, lock_name
 from stale.core.output_checks import Output, check_outputs, check_writable_target
+from stale.pipeline.extract_index import (INDEX_NAME, META_FORMAT, META_NAME, SETTING_KEYS, load_index, read_index,
+                                         shard_of, write_index)
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
                                         find_videos, frames_on_grid, missing_frames_tolerated, open_video)
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
-
-META_NAME = "extract_meta.json"
-INDEX_NAME = "videos.json"
-META_FORMAT = "stale-extract/1"
-# settings that must agree between runs writing into the same folder
-_SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
 
 
 @dataclass
@@ -85,6 +85,8 @@ class ExtractConfig:
     allow_truncated: keep the decodable part of a truncated video (counted) instead of failing.
     seed:            seed of the random weights (weights="random").
     progress:        show a progress bar per video (on a terminal).
+    shard:           (I, N): extract only the videos of shard I of N (``extract_index.shard_of``), so
+                     N jobs can fill one folder; each writes its own index part.
     """
 
     arch: str = "ViT-B-16"
@@ -100,6 +102,7 @@ class ExtractConfig:
     allow_truncated: bool = False
     seed: int = 0
     progress: bool = True
+    shard: tuple[int, int] | None = None
 
     def validate(self) -> None:
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
@@ -111,6 +114,10 @@ class ExtractConfig:
                              f"({self.clip_frames})")
         if os.sep in self.prefix or (os.altsep and os.altsep in self.prefix):
             raise StaleError(f"prefix: must not contain a path separator, got {self.prefix!r}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+                raise StaleError(f"--shard: must be I/N with 0 <= I < N, got {i}/{n}")
 
 
 @dataclass
@@ -248,35 +255,20 @@ def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
             "embed_dim": encoder.embed_dim}
 
 
-def _read_meta(out: Path) -> dict | None:
-    """The folder's ``extract_meta.json`` (None when there is none); a damaged one is an error."""
-    path = out / META_NAME
-    if not path.is_file():
-        return None
-    meta = read_json(path, "extract_meta.json")
-    if (not isinstance(meta, dict) or meta.get("format") != META_FORMAT
-            or not isinstance(meta.get("videos"), dict)):
-        raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
-                         f"'videos' mapping); choose another --out")
-    return meta
-
-
 def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
     """Settings on which the features already in ``out_dir`` disagree with ``cfg`` / ``encoder``
     (empty when there are none yet, or they agree); lets a caller such as ``stale detect``
     decide before extracting. A damaged index is an error."""
-    meta = _read_meta(Path(out_dir))
+    meta = read_index(Path(out_dir))
     if meta is None:
         return []
     settings = _settings(cfg, encoder)
-    return [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
-
-
+    return [k for k in SETTING_KEYS if meta.get(k) != settings[k]]
 
 
 def _is_temp(name: str) -> bool:
     """A temporary file of an atomic write, or the folder's lock: not foreign files."""
-    return (name.startswith(".") and name.endswith(".tmp")) or name == LOCK_NAME
+    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name)
 
 
 def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
@@ -300,17 +292,20 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
         check_writable_target(Output(target, "file", "--out"))
     if not out.is_dir():
         return videos
+    # a shard's fellow jobs may run on other machines, whose process ids this one cannot see:
+    # their temporary files are left alone (an unsharded run in the folder removes leftovers)
+    tidy = remove_stale_temp_files if cfg.shard is None or cfg.shard[1] == 1 else (lambda folder: 0)
     if cfg.overwrite:
-        remove_stale_temp_files(out)
+        tidy(out)
         return videos
-    meta = _read_meta(out)
+    meta = read_index(out)
     if meta is None:
         foreign = sorted(p.name for p in out.iterdir() if not _is_temp(p.name))
         if foreign:
             raise StaleError(f"--out {out}: folder holds files stale extract did not write ({foreign[0]}"
                              f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}; no "
                              f"{META_NAME}); choose an empty or new folder, or pass --overwrite")
-    remove_stale_temp_files(out)   # only in a folder that is ours (or empty)
+    tidy(out)   # only in a folder that is ours (or empty)
     if meta is None:
         return videos
     listed = meta["videos"]
@@ -330,36 +325,6 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
     return videos
 
 
-def _load_meta(out: Path, settings: dict, overwrite: bool) -> dict:
-    path = out / META_NAME
-    fresh = {**settings, "videos": {}, "skipped": {}}
-    try:
-        meta = _read_meta(out)
-    except StaleError as exc:
-        if not overwrite:
-            raise
-        log.warning("%s; --overwrite: starting a new index", exc)
-        return fresh
-    if meta is None:
-        return fresh
-    diff = [k for k in _SETTING_KEYS if meta.get(k) != settings[k]]
-    if diff:
-        if not overwrite:
-            raise StaleError(f"{path}: folder holds features made with other settings ({', '.join(diff)}: "
-                             f"{[meta.get(k) for k in diff]} vs {[settings[k] for k in diff]}); "
-                             f"use --overwrite or another --out")
-        log.warning("%s: other settings before (%s); starting a new index", path, ", ".join(diff))
-        return fresh
-    return {**meta, **settings, "skipped": dict(meta.get("skipped", {}))}
-
-
-def _write_index(out: Path, meta: dict) -> None:
-    atomic_write_json(out / META_NAME, meta)
-    database = {vid: {"subset": "testing", "duration": info["duration"], "url": "", "annotations": []}
-                for vid, info in sorted(meta["videos"].items())}
-    atomic_write_json(out / INDEX_NAME, {"version": "stale-extract", "taxonomy": [], "database": database})
-
-
 def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
                    encoder: ImageEncoder | None = None) -> ExtractSummary:
     """Extract features of every video in ``inputs`` into ``out_dir`` (see the module docstring)."""
@@ -373,7 +338,8 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     encoder.tower.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, "stale extract"):   # one writer of the index at a time
+    # one writer of the index (of a shard: of its part) at a time; shards run side by side
+    with folder_lock(out, "stale extract", lock_name(cfg.shard if cfg.shard and cfg.shard[1] > 1 else None)):
         # checked again under the lock: a process that held it may have written meanwhile
         # (the files found above: their folders were checked, and broken links reported, once)
         return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device)
@@ -381,8 +347,12 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
 
 def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
                     device: torch.device) -> ExtractSummary:
-    meta = _load_meta(out, _settings(cfg, encoder), cfg.overwrite)
+    meta = load_index(out, _settings(cfg, encoder), cfg.overwrite)
     summary = ExtractSummary()
+    shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None
+    if shard is not None:
+        videos = [v for v in videos if shard_of(v.stem, shard[1]) == shard[0]]
+        log.info("shard %d/%d: %d videos", shard[0], shard[1], len(videos))
     for video in videos:
         vid = video.stem
         target = out / f"{cfg.prefix}{vid}.npy"
@@ -398,22 +368,18 @@ def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: 
             summary.bad[str(video)] = str(exc)
             meta["skipped"][str(video)] = str(exc)
             meta["videos"].pop(vid, None)
-            _write_index(out, meta)
+            write_index(out, meta, shard)
             continue
 
-        def save(p, arr=feats):
-            with open(p, "wb") as fh:   # np.save(path) would append ".npy" to the temp name
-                np.save(fh, arr)
-
-        atomic_save(target, save)
+        atomic_save_npy(target, feats)
         if "truncated" in info:
             summary.truncated.append(vid)
             log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
                         info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
         meta["videos"][vid] = info
         meta["skipped"].pop(str(video), None)
-        _write_index(out, meta)
+        write_index(out, meta, shard)
         summary.extracted.append(vid)
     meta["summary"] = asdict(summary) | {"line": summary.line()}
-    _write_index(out, meta)
+    write_index(out, meta, shard, settle=True)
     return summary

@@ -101,7 +101,8 @@ class LoadedRun:
     def _annotated_duration(self, path: Path) -> float | None:
         """Duration of the video a feature file belongs to, from the run's annotations."""
         f = self.cfg.data.features
-        stem = path.name[:-len(f.suffix)] if path.name.endswith(f.suffix) else path.stem
+        suffix = f.suffix if f.suffix is not None else ".npy"   # null: the kind's default
+        stem = path.name[:-len(suffix)] if suffix and path.name.endswith(suffix) else path.stem
         vid = stem[len(f.prefix):] if f.prefix and stem.startswith(f.prefix) else stem
         try:
             ann = load_run_annotations(self.cfg)
@@ -283,7 +284,7 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
     # every file of the run folder counts as an input: predictions never replace a checkpoint
     run_files = [run.run_dir / name for name in RUN_ARTEFACTS]
     resolved = check_outputs(outputs, inputs=[run.checkpoint, ann_path, fuse_scores, *run_files],
-                             input_dirs=[cfg.data.features.root], overwrite=overwrite)
+                             input_dirs=cfg.data.features.roots(), overwrite=overwrite)
     for path in resolved:   # temporaries of an earlier, killed write of these files
         remove_stale_temp_files(path.parent, names=[path.name])
     class_names = list(classes) if classes else list(run.classes["test"])

@@ -318,7 +318,7 @@ def profile_training(cfg: StaleConfig, steps: int = 2, out: str | Path | None = 
         out = Path(out)
         inputs = [cfg.data.annotation_path()] if not cfg.data.annotations.startswith("builtin:") else []
         targets = check_outputs([Output(out / name, "file", "--out") for name in PROFILE_FILES],
-                                inputs=inputs, input_dirs=[cfg.data.features.root], overwrite=overwrite)
+                                inputs=inputs, input_dirs=cfg.data.features.roots(), overwrite=overwrite)
     if cfg.method not in ("stale", "two_stage"):
         raise StaleError(f"method {cfg.method!r} has no training loop to profile (stale and two_stage do)")
     cfg = absolute_paths(cfg)

@@ -93,7 +93,7 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
     # 1. the output folder: refuse a finished run unless resumed / moved aside, before any work
     inputs = [cfg.data.annotation_path()] if not cfg.data.annotations.startswith("builtin:") else []
     folder, moved = prepare_run_folder(out_dir, resume=resume, overwrite=overwrite,
-                                       inputs=inputs, input_dirs=[cfg.data.features.root])
+                                       inputs=inputs, input_dirs=cfg.data.features.roots())
     out_dir = folder
     with RunLog() as runlog, contextlib.ExitStack() as lock:
         if moved is not None:

@@ -1,0 +1,59 @@
+"""Smoke test of benchmarks/bench_feature_sources.py: tiny sizes, the same measuring code as the
+real run (every layout must give the .npy folder's batches, bit for bit)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_feature_sources.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_feature_sources", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_feature_sources"] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_feature_sources", None)
+
+
+def test_every_layout_reads_the_same_batches(bench, tmp_path):
+    rows = bench.measure([5], list(bench.KINDS), native=9, dim=6, snippets=4, batch=2, isolate=False,
+                         workdir=str(tmp_path))
+    assert [r["kind"] for r in rows] == list(bench.KINDS)
+    assert rows[0]["ratio"] == 1.0
+    for r in rows:
+        assert r["videos"] == 5 and r["epoch_s"] > 0 and r["disk_mib"] > 0 and r["peak_rss_mib"] > 0
+    table = bench.format_table(rows, bench.environment())
+    assert table.count("\n| 5 |") == len(bench.KINDS) and "cores, 1-min load" in table
+    # the generated layouts are removed (only the reference stays until the temp dir goes)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_layout_that_reads_differently_is_caught(bench, tmp_path, monkeypatch):
+    real = bench.write_layout
+
+    def off_by_one(kind, root, n, native, dim):
+        cfg = real(kind, root, n, native, dim)
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(cfg["root"], "a") as f:
+                f["vid_00001"][0, 0] += 1.0
+        return cfg
+
+    monkeypatch.setattr(bench, "write_layout", off_by_one)
+    with pytest.raises(RuntimeError, match="hdf5: batches differ"):
+        bench.measure([3], ["npy", "hdf5"], native=5, dim=4, snippets=3, batch=2, isolate=False,
+                      workdir=str(tmp_path))
+
+
+def test_child_process_round_trip(bench, tmp_path):
+    cfg = bench.write_layout("csv", tmp_path, 2, 4, 3)
+    r = bench.run_child({"features": cfg, "snippets": 3, "batch": 2}, isolate=True)
+    assert r["videos"] == 2 and len(r["checksum"]) == 64

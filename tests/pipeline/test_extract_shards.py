@@ -1,0 +1,93 @@
+"""``stale extract --shard I/N``: N jobs split the videos deterministically, write index parts
+that every reader merges, resume per video, and write exactly the bytes one process writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from media_util import tiny_clip, write_shapes_video
+from stale.core.errors import StaleError
+from stale.pipeline.extract import ExtractConfig, extract_videos
+from stale.pipeline.extract_index import read_index, shard_of
+
+av = pytest.importorskip("av")
+SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
+             [(0.5, None), (1.0, "red square")], [(2.0, "blue circle")]]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    folder = root / "videos"
+    folder.mkdir()
+    for i, sched in enumerate(SCHEDULES):
+        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
+    return folder, tiny_clip(root / "w", with_text=False)
+
+
+def _cfg(weights, **kw):
+    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})
+
+
+def test_shards_split_deterministically():
+    ids = [f"v_{i}" for i in range(200)]
+    for n in (1, 2, 3, 7):
+        groups = [[v for v in ids if shard_of(v, n) == i] for i in range(n)]
+        assert sorted(sum(groups, [])) == sorted(ids)          # every video in exactly one shard
+        assert all(groups) and max(map(len, groups)) - min(map(len, groups)) < 200 // n
+    assert shard_of("abc", 4) == shard_of("abc", 4) == __import__("zlib").crc32(b"abc") % 4
+    with pytest.raises(StaleError, match="--shard: must be I/N"):
+        ExtractConfig(shard=(2, 2)).validate()
+
+
+def test_two_shards_write_the_bytes_of_one_process(media, tmp_path):
+    folder, weights = media
+    one = extract_videos([folder], tmp_path / "one", _cfg(weights))
+    assert len(one.extracted) == 5
+    out = tmp_path / "sharded"
+    a = extract_videos([folder], out, _cfg(weights, shard=(0, 2)))
+    assert not (out / "extract_meta.json").exists()
+    b = extract_videos([folder], out, _cfg(weights, shard=(1, 2)))
+    assert sorted(a.extracted + b.extracted) == sorted(one.extracted) and not set(a.extracted) & set(b.extracted)
+    assert sorted(a.extracted) == sorted(p.stem for p in folder.iterdir() if shard_of(p.stem, 2) == 0)
+    for vid in one.extracted:
+        assert (out / f"{vid}.npy").read_bytes() == (tmp_path / "one" / f"{vid}.npy").read_bytes()
+    # each part holds its own videos; readers see them merged, with the one process's entries
+    parts = {p.name: json.loads(p.read_text()) for p in out.glob("extract_meta.shard-*.json")}
+    assert sorted(parts) == ["extract_meta.shard-0-of-2.json", "extract_meta.shard-1-of-2.json"]
+    assert sorted(parts["extract_meta.shard-0-of-2.json"]["videos"]) == sorted(a.extracted)
+    merged, single = read_index(out), json.loads((tmp_path / "one" / "extract_meta.json").read_text())
+    for vid, info in single["videos"].items():
+        assert {k: v for k, v in merged["videos"][vid].items() if k != "timing_s"} == \
+            {k: v for k, v in info.items() if k != "timing_s"}
+    # the annotation stub lists every video (written from the merged parts)
+    assert json.loads((out / "videos.json").read_text())["database"].keys() == single["videos"].keys()
+    # resume: a shard run again extracts nothing; an unsharded run sees every video done
+    rerun = extract_videos([folder], out, _cfg(weights, shard=(1, 2)))
+    assert rerun.extracted == [] and sorted(rerun.resumed) == sorted(b.extracted)
+    again = extract_videos([folder], out, _cfg(weights))
+    assert again.extracted == [] and sorted(again.resumed) == sorted(one.extracted)
+
+
+def test_parts_with_other_settings_are_refused(media, tmp_path):
+    folder, weights = media
+    out = tmp_path / "o"
+    extract_videos([folder / "clip0.mp4"], out, _cfg(weights, shard=(0, 2)))
+    extract_videos([folder / "clip1.mp4"], out, _cfg(weights, shard=(1, 2)))
+    part = next(out.glob("extract_meta.shard-1-of-2.json"))
+    meta = json.loads(part.read_text())
+    meta["stride"] = 2
+    part.write_text(json.dumps(meta))
+    with pytest.raises(StaleError, match=r"shard-1-of-2\.json: made with other settings than .* \(stride\)"):
+        extract_videos([folder], out, _cfg(weights, shard=(0, 2)))
+
+
+def test_cli_shard_argument():
+    from stale.pipeline.extract_index import parse_shard
+
+    assert parse_shard("0/4") == (0, 4) and parse_shard(None) is None and parse_shard("2/3") == (2, 3)
+    for bad, why in (("4/4", "0 <= I < N"), ("1", "expected I/N"), ("a/b", "expected I/N"), ("-1/2", "0 <= I < N")):
+        with pytest.raises(StaleError, match=f"--shard '{bad}': .*{why}"):
+            parse_shard(bad)
