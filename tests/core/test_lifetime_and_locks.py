@@ -99,3 +99,15 @@ def test_a_file_system_without_flock_goes_on_unlocked(tmp_path, monkeypatch, cap
     with folder_lock(tmp_path, "stale extract"):
         pass
     assert "cannot lock the folder (No locks available)" in caplog.text
+
+
+def test_shards_lock_their_own_index_part(tmp_path):
+    from stale.core.locks import is_lock_file, lock_name
+
+    with folder_lock(tmp_path, "stale extract", lock_name((0, 2))):
+        with folder_lock(tmp_path, "stale extract", lock_name((1, 2))):   # another shard: side by side
+            with pytest.raises(StaleError, match="another stale extract"):
+                with folder_lock(tmp_path, "stale extract", lock_name((1, 2))):
+                    pass
+    assert all(is_lock_file(lock_name(s)) for s in (None, (0, 2), (3, 4))) and not is_lock_file(".x.lock")
+    assert list(tmp_path.iterdir()) == []
