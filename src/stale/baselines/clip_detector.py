@@ -118,12 +118,3 @@ class ClipDetector:
     def __call__(self, features: Tensor, class_names: Sequence[str], durations,
                  targets=None) -> Detections:
         return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments)
-
-
-def load_clip_detector(cfg: ClipDetectorConfig, text_arch: str, text_weights: str | None,
-                       cache_dir: str | None = None, device: torch.device | str = "cpu") -> ClipDetector:
-    """A :class:`ClipDetector` with the CLIP text tower named by ``text_arch`` / ``text_weights``."""
-    from stale.text.weights import load_text_tower
-
-    tower = load_text_tower(text_arch, text_weights, cache_dir=cache_dir).eval()
-    return ClipDetector(cfg, tower, device)

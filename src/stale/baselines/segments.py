@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stale.core.errors import StaleError
-from stale.model.decoding import Candidates, Detections, InferenceConfig, _first_of_duplicates, select_detections
+from stale.model.decoding import Candidates, Detections, InferenceConfig, first_of_duplicates, select_detections
 
 
 @dataclass
@@ -112,7 +112,7 @@ def run_candidates(scores: Tensor, cfg: SegmentConfig) -> Candidates:
     score = torch.zeros(shape, dtype=raw.dtype, device=dev)
     valid = torch.zeros(shape, dtype=torch.bool, device=dev)
     start[b, pos], end[b, pos], label[b, pos], score[b, pos], valid[b, pos] = s, e, k, run_score, True
-    valid = valid & _first_of_duplicates(start, end, label, score, valid, T)
+    valid = valid & first_of_duplicates(start, end, label, score, valid, T)
     if n > cfg.max_candidates:
         top = torch.where(valid, score, torch.full_like(score, -1.0)).topk(cfg.max_candidates, dim=1).indices
         start, end, label, score, valid = (x.gather(1, top) for x in (start, end, label, score, valid))

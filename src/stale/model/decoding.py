@@ -207,11 +207,11 @@ def generate_candidates(class_probs: Tensor, mask_probs: Tensor,
     label = label.unsqueeze(-1).expand(B, k, n_thr)
     flat = [x.reshape(B, k * n_thr) for x in (start, end, label, score, valid)]
     start, end, label, score, valid = flat
-    valid = valid & _first_of_duplicates(start, end, label, score, valid, T)
+    valid = valid & first_of_duplicates(start, end, label, score, valid, T)
     return Candidates(start, end, label, score, valid)
 
 
-def _first_of_duplicates(start, end, label, score, valid, T: int) -> Tensor:
+def first_of_duplicates(start, end, label, score, valid, T: int) -> Tensor:
     """(B, N) bool: True for the highest-scoring candidate of each (label, start, end) group."""
     key = (label * (T + 1) + start) * (T + 1) + end
     key = torch.where(valid, key, torch.full_like(key, -1))

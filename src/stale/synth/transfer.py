@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from stale.synth.stats import collect
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
@@ -56,24 +58,12 @@ def zero_shot_difficulty(dataset, seen: Sequence[str], unseen: Sequence[str], te
     ``text`` (K, E): the text embeddings a detector would use for ``dataset.classes`` (in that
     order), e.g. the training-free detector's template ensemble.
     """
-    rng = np.random.default_rng(seed)
     idx = {c: i for i, c in enumerate(dataset.classes)}
     seen_i = np.array([idx[c] for c in seen])
     unseen_i = np.array([idx[c] for c in unseen])
     text = _unit(text)
-    feats, labels, vids = [], [], []
-    for v, (_, r) in enumerate(dataset.iter_rendered()):
-        fg = np.flatnonzero(r.label >= 0)
-        bg = np.flatnonzero((r.fg_weight == 0) & (r.distractor_weight == 0))
-        if len(bg) > max_bg_per_video:
-            bg = rng.choice(bg, max_bg_per_video, replace=False)
-        keep = np.concatenate([fg, bg])
-        feats.append(r.features[keep])
-        labels.append(r.label[keep])
-        vids.append(np.full(len(keep), v))
-    x = np.concatenate(feats).astype(np.float64)
-    y = np.concatenate(labels)
-    v = np.concatenate(vids)
+    data = collect(dataset, max_bg_per_video, seed)
+    x, y, v = data["features"].astype(np.float64), data["labels"], data["video"]
     on_unseen = np.isin(y, unseen_i)
     on_seen = np.isin(y, seen_i)
 
