@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from stale.core.arguments import checked
+
 #: CLI command (and action) -> the API function doing it (tested: every command is covered)
 COMMANDS = {
     "evaluate": "evaluate", "splits show": "splits", "splits validate": "splits_validate",
@@ -39,6 +41,7 @@ COMMANDS = {
 __all__ = ["load_run", *dict.fromkeys(COMMANDS.values())]
 
 
+@checked
 def load_run(path: str | os.PathLike, device: str = "auto", overrides: Sequence[str] = (),
              annotations: str | os.PathLike | None = None, features: str | os.PathLike | None = None):
     """A trained run folder (or checkpoint file) ready to detect: ``run.detect(features, classes)``."""
@@ -47,6 +50,7 @@ def load_run(path: str | os.PathLike, device: str = "auto", overrides: Sequence[
     return _load(path, device, overrides, annotations, features)
 
 
+@checked
 def train(config: str | os.PathLike, out: str | os.PathLike, overrides: Sequence[str] = (),
           resume: bool = False, overwrite: bool = False, threads: int | None = None,
           device: str | None = None) -> Path:
@@ -55,13 +59,14 @@ def train(config: str | os.PathLike, out: str | os.PathLike, overrides: Sequence
     from stale.pipeline.config import load_run_config
     from stale.pipeline.train import run_training
 
-    extra = [*([f"train.threads={threads}"] if threads is not None else []),
-             *([f"train.device={device}"] if device is not None else [])]
-    cfg = load_run_config(config, [*overrides, *extra])
+    from stale.core.config import option_overrides
+
+    cfg = load_run_config(config, option_overrides(overrides, train_threads=threads, train_device=device))
     run_training(cfg, out, resume=resume, overwrite=overwrite)
     return Path(out)
 
 
+@checked
 def evaluate(ground_truth: Any, predictions: Any, subset: str | None = None,
              tiou: str | Sequence[float] = "activitynet", blocked: str | os.PathLike | Sequence[str] | None = None):
     """Exact ActivityNet detection mAP (``stale evaluate``): file paths or parsed JSON objects.
@@ -81,6 +86,7 @@ def evaluate(ground_truth: Any, predictions: Any, subset: str | None = None,
                               pred_source=str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions")
 
 
+@checked
 def splits(dataset: str, setting: int | str, index: int):
     """One of the 40 standard zero-shot splits (``stale splits show``): ``.seen`` and ``.unseen``."""
     from stale.data.splits import load_split
@@ -101,6 +107,7 @@ def _annotation_classes(annotations: str | os.PathLike | None, dataset: str | No
     return load_annotations(annotations).classes()
 
 
+@checked
 def splits_validate(dataset: str | None = None, setting: int | str | None = None, index: int | str | None = None,
                     seen: str | os.PathLike | None = None, unseen: str | os.PathLike | None = None,
                     annotations: str | os.PathLike | None = None) -> list[tuple[Any, int]]:
@@ -131,6 +138,7 @@ def splits_validate(dataset: str | None = None, setting: int | str | None = None
     return [(split, len(classes)) for split in chosen]
 
 
+@checked
 def splits_random(annotations: str | os.PathLike, out: str | os.PathLike, unseen: float = 0.25, seed: int = 0,
                   overwrite: bool = False):
     """Draw a seeded random split of an annotation file's classes and write ``out/train.list``
@@ -152,6 +160,7 @@ def splits_random(annotations: str | os.PathLike, out: str | os.PathLike, unseen
     return split, train_list, test_list
 
 
+@checked
 def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file: str | os.PathLike | None = None,
                weights: str | None = None, arch: str | None = None, template: str = "a video of {}.",
                cache_dir: str | None = None, device: str | None = None, overwrite: bool = False):
@@ -190,6 +199,7 @@ def text_embed(out: str | os.PathLike, classes: str | None = None, classes_file:
     return emb, record
 
 
+@checked
 def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike,
             weights: str | None = None, arch: str = "ViT-B-16", clip_frames: int = 16, stride: int = 16,
             frames_per_clip: int = 1, batch_size: int = 64, device: str = "auto", prefix: str = "",
@@ -215,18 +225,19 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=str(resolve_device(device)),
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
                         seed=seed, progress=progress, shard=parse_shard(shard))
-    check_extract_output(inputs, out, cfg)   # before the weights load
+    videos = check_extract_output(inputs, out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
         get_logger("extract").warning("WARNING: image encoder %s. These features carry no visual meaning; "
                                       "use them for tests and benchmarks only.", encoder.description)
-    return extract_videos(inputs, out, cfg, encoder)
+    return extract_videos(videos, out, cfg, encoder)
 
 
 #: ``stale synth`` difficulty flags -> RenderConfig fields (defaults live in the dataclass)
 SYNTH_KNOBS = ("noise", "instance_variation", "boundary_softness", "distractor_rate")
 
 
+@checked
 def synthesize(out: str | os.PathLike, layout: str | None = None, preset: str | None = None, seed: int = 0,
           dim: int | None = None, max_videos_per_subset: int | None = None, subsets: str | Sequence[str] | None = None,
           noise: float | None = None, instance_variation: float | None = None,
@@ -294,6 +305,7 @@ def synthesize(out: str | os.PathLike, layout: str | None = None, preset: str | 
     return meta
 
 
+@checked
 def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None = None,
             classes: str | Sequence[str] | None = None, all_videos: bool = False,
             gt_out: str | os.PathLike | None = None, batch_size: int = 32, device: str = "auto",
@@ -319,6 +331,7 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
                           annotations_path=annotations)
 
 
+@checked
 def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Sequence[str] | str,
            out: str | os.PathLike, run: str | os.PathLike | None = None, weights: str | None = None,
            arch: str = "ViT-B-16", overwrite: bool = False, threads: int | None = None, **options):
@@ -334,8 +347,14 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
     from stale.core.hub import preflight_weights
 
     preflight_weights(arch, weights, "CLIP weights")   # before the slow imports
+    from dataclasses import fields
+
+    from stale.core.arguments import check_options
     from stale.pipeline.detect_videos import DetectOptions, run_detect
     from stale.training.runtime import set_threads
+
+    given = {"classes", "run", "weights", "arch", "overwrite"}   # parameters of this function
+    check_options("detect", options, {f.name: str(f.type) for f in fields(DetectOptions) if f.name not in given})
 
     set_threads(threads)
     inputs = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
@@ -344,6 +363,7 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
     return run_detect(inputs, out, opts)
 
 
+@checked
 def report(folder: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Write the HTML report of a demo, detect, run or experiment folder (``stale report``);
     returns the page's path."""
@@ -352,6 +372,7 @@ def report(folder: str | os.PathLike, out: str | os.PathLike | None = None, over
     return write_folder_report(folder, out, overwrite=overwrite).default_out
 
 
+@checked
 def experiment(spec: str | os.PathLike, out: str | os.PathLike, splits: str | Sequence[int] | None = None,
                seeds: str | Sequence[int] | None = None, variants: str | Sequence[str] | None = None,
                settings: str | Sequence[str] | None = None, datasets: str | Sequence[str] | None = None,
@@ -373,6 +394,7 @@ def experiment(spec: str | os.PathLike, out: str | os.PathLike, splits: str | Se
                "parallel": jobs}, ddp_procs=ddp_procs)
 
 
+@checked
 def summarize_experiment(folder: str | os.PathLike) -> dict:
     """Rebuild results.json / results.md / results.png of an experiment folder from its cells
     (``stale experiment summarize``); returns the summary."""
@@ -381,6 +403,7 @@ def summarize_experiment(folder: str | os.PathLike) -> dict:
     return summarize(folder)
 
 
+@checked
 def list_experiments() -> list[str]:
     """The names of the shipped experiment specs (``stale experiment list``)."""
     from stale.experiments.spec import list_specs
@@ -388,6 +411,7 @@ def list_experiments() -> list[str]:
     return list_specs()
 
 
+@checked
 def demo(out: str | os.PathLike = "stale_demo", seed: int = 0, max_videos_per_subset: int | None = None,
          threads: int | None = None, overrides: Sequence[str] = ()) -> dict:
     """The built-in zero-shot demo (``stale demo``): benchmark, training, detection of the unseen
@@ -403,6 +427,7 @@ def demo(out: str | os.PathLike = "stale_demo", seed: int = 0, max_videos_per_su
     return run_demo(DemoOptions(Path(out), seed, max_videos_per_subset, list(overrides)))
 
 
+@checked
 def config(config: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
     """A run config fully resolved -- bases merged, ``overrides`` applied, checked -- as a dict
     (``stale config show``)."""
@@ -412,6 +437,7 @@ def config(config: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
     return to_dict(load_run_config(config, list(overrides)))
 
 
+@checked
 def list_configs() -> list[str]:
     """The names of the shipped run configs (``stale config list``)."""
     from stale.core.config import list_packaged_configs

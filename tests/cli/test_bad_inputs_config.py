@@ -88,3 +88,8 @@ def test_a_folder_named_like_a_shipped_config_is_not_taken_for_it(capsys, tmp_pa
 def test_a_folder_that_is_no_shipped_config(capsys, tmp_path):
     (tmp_path / "mine").mkdir()
     refused(capsys, ["config", "show", tmp_path / "mine"], "is a directory", roots=[tmp_path])
+
+
+@pytest.mark.parametrize("setting, culprit", [("foo.bar=1", "--set foo.bar=1"), ("model.foo.x=1", "--set model.foo.x=1")])
+def test_an_unknown_section_is_blamed_on_its_set(capsys, tmp_path, setting, culprit):
+    refused(capsys, ["config", "show", "tiny", "--set", setting], culprit, "unknown config key", roots=[tmp_path])

@@ -42,3 +42,15 @@ def test_benchmark_of_other_settings_is_refused(capsys, tmp_path):
     (data / "synth_meta.json").write_text(json.dumps(
         {"generator": "stale.synth", "complete": True, "seed": 5, "config": {"max_videos_per_subset": None}}))
     refused(capsys, ["demo", "--out", tmp_path / "demo"], "other settings", roots=[tmp_path])
+
+
+def test_a_benchmark_too_small_for_the_evaluation_fails_before_training(capsys, tmp_path, monkeypatch):
+    import stale.pipeline.demo as demo
+
+    def no_training(*a, **k):
+        raise AssertionError("trained although the evaluation cannot run")
+
+    monkeypatch.setattr(demo, "_train", no_training)
+    refused(capsys, ["demo", "--out", tmp_path / "demo", "--max-videos-per-subset", "4", "--threads", "1"],
+            "--max-videos-per-subset 4", "1 unseen class(es)", "at least 2", roots=[tmp_path], new_files_ok=True)
+    assert not (tmp_path / "demo" / "runs").exists()

@@ -196,3 +196,24 @@ def test_leftover_temp_file_of_the_json_out_is_cleaned(capsys, files, tmp_path):
     rc, _, err = run_cli(capsys, "evaluate", gt, pred, "--json-out", tmp_path / "m.json")
     assert rc == 0, err
     assert not stale.exists() and temp_files(tmp_path) == []
+
+
+def test_negative_prediction_starts_are_counted(capsys, files, tmp_path):
+    gt, _ = files
+    pred = tmp_path / "neg.json"
+    res = json.loads(json.dumps(PRED))
+    res["results"]["v1"][0]["segment"] = [-2.0, 4.2]
+    res["results"]["v2"].append({"segment": [-0.5, 1.0], "label": "jump", "score": 0.1})
+    pred.write_text(json.dumps(res))
+    rc, out, err = run_cli(capsys, "evaluate", gt, pred, "--json-out", tmp_path / "m.json")
+    assert rc == 0, err
+    assert "4 predictions evaluated" in out and "2 starting before 0 s" in out
+    assert "segments starting before 0 s" in err and "0 ground truth, 2 predictions" in err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["negative_starts"] == {"ground_truth": 0, "predictions": 2}
+    # used as given: [-2, 4.2] vs [1, 4]: tIoU 3 / 6.2 < 0.5, so v1's jump is missed at 0.5
+    want = {"ground_truth": 0, "predictions": 0}
+    rc, out, _ = run_cli(capsys, "evaluate", gt, files[1], "--json-out", tmp_path / "m2.json")
+    assert json.loads((tmp_path / "m2.json").read_text())["negative_starts"] == want
+    assert metrics["per_class_ap"]["jump"][2] < 1.0 == json.loads((tmp_path / "m2.json").read_text())[
+        "per_class_ap"]["jump"][2]

@@ -241,3 +241,57 @@ def test_leftover_temp_files_are_cleaned_and_resume_skips(capsys, media, done):
     assert rc == 0, err
     assert "already done 1" in stdout and not stale.exists()
     assert (done / "a.npy").read_bytes() == before
+
+
+def test_a_second_extract_into_one_folder_is_refused(media, tmp_path, capsys):
+    """Two processes writing one index would lose a video: the second is refused at once (the
+    lock is held here, as a running `stale extract` holds it)."""
+    import os
+
+    from stale.core.locks import LOCK_NAME, folder_lock
+
+    out = tmp_path / "feats"
+    out.mkdir()
+    with folder_lock(out, "stale extract"):
+        refused(capsys, args(media, media["whole"], out=out), str(out), f"another stale extract (process {os.getpid()})", roots=[tmp_path])
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
+    assert rc == 0, err
+    assert json.loads((out / "extract_meta.json").read_text())["videos"].keys() == {"a"}
+    assert not (out / LOCK_NAME).exists()   # removed by its holder
+    # a lock file a killed process left behind is not a foreign file (nor in a folder holding only it)
+    (out / LOCK_NAME).write_text("99999999")
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=out))
+    assert rc == 0, err
+    (tmp_path / "only_lock").mkdir()
+    (tmp_path / "only_lock" / LOCK_NAME).write_text("99999999")
+    rc, _, err = run_cli(capsys, *args(media, media["whole"], out=tmp_path / "only_lock"))
+    assert rc == 0, err
+
+
+def test_broken_links_in_a_video_folder_are_named_and_counted(media, tmp_path, capsys):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    shutil.copy(media["whole"], vids / "a.mkv")
+    (vids / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (vids / "loop.mp4").symlink_to(vids / "loop.mp4")
+    rc, out, err = run_cli(capsys, *args(media, vids, out=tmp_path / "o"))
+    assert rc == 0, err
+    assert err.count("skipped 2 broken link(s) among the videos") == 1
+    assert f"{vids / 'gone.mp4'} (dangling link -> {tmp_path / 'nowhere.mp4'})" in err
+    assert f"{vids / 'loop.mp4'} (symlink loop)" in err
+    # a folder of broken links only, and a broken link given by name: errors naming them
+    (vids / "a.mkv").unlink()
+    refused(capsys, args(media, vids, out=tmp_path / "o2"), "no video files", "2 broken link(s)", "symlink loop",
+            roots=[tmp_path])
+    refused(capsys, args(media, vids / "loop.mp4", out=tmp_path / "o2"), "loop.mp4: symlink loop",
+            roots=[tmp_path])
+
+
+def test_one_file_given_relatively_and_absolutely_is_one_video(media, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(media["videos"])
+    rc, out, err = run_cli(capsys, *args(media, "a.mkv", media["whole"], media["videos"], out=tmp_path / "o"))
+    assert rc == 0, err
+    assert list(json.loads((tmp_path / "o" / "extract_meta.json").read_text())["videos"]) == ["a"]
+    # two different files of one id are still refused
+    refused(capsys, args(media, media["whole"], media["other_a"], out=tmp_path / "o3"), "two videos with the same id",
+            roots=[tmp_path])

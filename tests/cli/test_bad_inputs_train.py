@@ -97,7 +97,7 @@ def test_out_symlink_to_the_feature_folder(capsys, tiny_config, tiny_dataset, tm
 # ----------------------------------------------------------------------------- values
 
 @pytest.mark.parametrize("extra, needles", [
-    (["--device", "foo"], ["train.device", "'foo'", "not a device"]),
+    (["--device", "foo"], ["--device foo:", "train.device", "'foo'", "not a device"]),
     (["--set", "train.lr=.inf"], ["--set train.lr=.inf", "finite"]),
     (["--set", "train.lr=-1"], ["--set train.lr=-1", "> 0"]),
     (["--set", "train.batch_size=0"], ["--set train.batch_size=0", ">= 1"]),
@@ -105,7 +105,7 @@ def test_out_symlink_to_the_feature_folder(capsys, tiny_config, tiny_dataset, tm
     (["--set", "train.epochs=abc"], ["--set train.epochs=abc", "expected an integer"]),
     (["--set", "train.epochs"], ["--set 'train.epochs'", "key.sub=value"]),
     (["--set", "train.lrr=1"], ["--set train.lrr=1", "unknown config key", "lrr"]),
-    (["--threads", "0"], ["threads", "0"]),
+    (["--threads", "0"], ["--threads 0:", "train.threads=0", ">= 1"]),
 ])
 def test_bad_values_are_blamed_on_the_argument(capsys, tiny_config, tiny_dataset, tmp_path, extra, needles):
     refused(capsys, train_args(tiny_config, tiny_dataset, tmp_path / "run", *extra), *needles,
@@ -229,3 +229,34 @@ def test_interrupt_during_resume_keeps_the_checkpoint(capsys, tiny_config, tiny_
     assert after[str(run / "last.pt")] == before[str(run / "last.pt")]
     assert after[str(run / "best.pt")] == before[str(run / "best.pt")]
     assert temp_files(run) == []   # the dead writer's file was cleaned, ours removed
+
+
+def test_a_second_train_into_one_folder_is_refused(capsys, tiny_config, tiny_dataset, tmp_path):
+    """A second process that passed its checks while the first got ready finds the folder locked
+    (or, once the first is done, its run files): it writes nothing."""
+    import os
+
+    from stale.core.locks import folder_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with folder_lock(out, "stale train"):
+        refused(capsys, train_args(tiny_config, tiny_dataset, out), f"another stale train (process {os.getpid()})",
+                roots=[tmp_path, tiny_dataset])
+
+
+def test_annotation_classes_that_are_one_prompt_fail_before_anything_is_written(capsys, tiny_config, tiny_dataset,
+                                                                                tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    ann = json.loads((data / "annotations.json").read_text())
+    first = next(v for v in ann["database"].values() if v["subset"] == "training" and v["annotations"])
+    label = first["annotations"][0]["label"]
+    first["annotations"][0]["label"] = label.title()            # "high jump" -> "High Jump"
+    (data / "annotations.json").write_text(json.dumps(ann))
+    refused(capsys, train_args(tiny_config, data, tmp_path / "run"), str(data / "annotations.json"),
+            "one prompt to CLIP's tokenizer", repr(label),
+            roots=[tmp_path])
+    assert not (tmp_path / "run").exists()

@@ -266,3 +266,44 @@ def test_a_run_interrupted_while_writing_resumes(media, tmp_path, monkeypatch):
     res = api.detect(media["videos"] / "bars.mp4", "green bar", out, weights=str(media["clip"]), clip_frames=4, stride=4)
     assert res.timings["bars"]["cached_features"] and (out / "detections.csv").is_file()
     assert json.loads((out / "detect.json").read_text())["complete"] is True
+
+
+def test_a_rerun_on_fewer_videos_keeps_the_others_outputs(media, tmp_path):
+    out = tmp_path / "both"
+    args = ["--classes", CLASSES, "--weights", media["clip"], "--out", out, "--clip-frames", "4", "--stride", "4",
+            "--subtitle-top", "3", "--no-progress"]
+    assert stale("detect", media["videos"], *args).returncode == 0
+    before = json.loads((out / "detections.json").read_text())["results"]
+    kept = {p: p.read_bytes() for p in (out / "subtitles" / "shapes one.srt", out / "timelines" / "shapes one.png")}
+    p = stale("detect", media["videos"] / "bars.mp4", *args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    after = json.loads((out / "detections.json").read_text())["results"]
+    assert after == before                                     # both videos, the same detections
+    assert all(path.read_bytes() == data for path, data in kept.items())
+    assert set(json.loads((out / "detect.json").read_text())["videos"]) == {"shapes one", "bars"}
+    rows = list(csv.reader((out / "detections.csv").open()))
+    assert {r[0] for r in rows[1:]} == {"shapes one", "bars"}
+
+
+def test_out_inside_the_run_folder_it_reads_is_refused(media, runs):
+    from bad_inputs import snapshot
+
+    before = snapshot(runs[32])
+    for out in (runs[32], runs[32] / "detect"):
+        p = stale("detect", media["videos"] / "bars.mp4", "--classes", "high jump", "--run", runs[32],
+                  "--weights", media["clip"], "--out", out, "--no-progress")
+        assert p.returncode == 2 and "lies inside the input folder" in p.stderr and str(runs[32]) in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert snapshot(runs[32]) == before
+
+
+def test_a_second_detect_into_one_folder_is_refused(media, tmp_path):
+    from stale.core.locks import folder_lock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with folder_lock(out, "stale detect"):
+        p = stale("detect", media["videos"] / "bars.mp4", "--classes", "a,b", "--weights", media["clip"],
+                  "--out", out, "--clip-frames", "4", "--stride", "4", "--no-progress")
+    assert p.returncode == 2 and "another stale detect (process" in p.stderr
+    assert not (out / "detections.json").exists() and not (out / "features").exists()

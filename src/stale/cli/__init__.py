@@ -39,8 +39,19 @@ COMMANDS: dict[str, str] = {
 ISSUES = "https://github.com/stale-tad/stale/issues"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error boundary's shape: a usage error (an unknown option, ``--jobs abc``,
+    a missing argument) is one line ``stale CMD: error: <problem>`` and exit status 2, like every
+    other bad input; ``stale CMD --help`` shows the usage."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        # the command's name as every other error line has it ("stale splits", not "stale splits random")
+        name = " ".join(self.prog.split()[:2])
+        self.exit(2, f"{name}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     g = common.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     g.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
@@ -49,7 +60,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stale",
         description="Zero-shot temporal action detection (STALE, Nag et al., ECCV 2022).",
     )
@@ -75,7 +86,14 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit as exc:   # --help, --version (0) or a usage error (2, its one line printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    if unknown:   # blamed on the command, as its other errors are
+        cmd = f"stale {args.command}" if getattr(args, "command", None) else "stale"
+        print(f"{cmd}: error: unrecognized arguments: {' '.join(unknown)} (see '{cmd} --help')", file=sys.stderr)
+        return 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 1

@@ -31,7 +31,9 @@ def format_table(result, per_class: bool = False) -> str:
              f"{result.num_gt_instances} GT instances, {len(result.classes)} classes; "
              f"{result.num_predictions} predictions evaluated, {result.ignored_predictions} "
              f"ignored (label not a GT class), {result.predictions_in_unknown_videos} in videos "
-             f"without GT (false positives)", ""]
+             f"without GT (false positives)"
+             + (f", {result.negative_starts['predictions']} starting before 0 s"
+                if result.negative_starts.get("predictions") else ""), ""]
     width = max([len("mAP (%)")] + ([len(c) for c in result.classes] if per_class else []))
     lines.append(f"{'tIoU':<{width}}  {head}  {'avg':>6}")
     lines.append(f"{'mAP (%)':<{width}}  " + "  ".join(f"{100 * v:>6.2f}" for v in result.mAP)

@@ -37,6 +37,9 @@ def run(args):
     from stale.experiments.summary import format_results
 
     if args.spec == "list":
+        if args.folder:
+            raise StaleError(f"list: takes no folder (got {args.folder!r}); 'stale experiment summarize DIR' "
+                             f"summarizes one")
         for name in api.list_experiments():
             print(name)
         return 0

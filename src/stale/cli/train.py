@@ -55,17 +55,15 @@ def run(args):
         raise StaleError("--profile and --resume do not go together: a profile starts from a fresh model")
     if args.profile and args.profile_steps < 1:
         raise StaleError(f"--profile-steps must be >= 1, got {args.profile_steps}")
-    extra = []
-    if args.threads is not None:
-        extra.append(f"train.threads={args.threads}")
-    if args.device is not None:
-        extra.append(f"train.device={args.device}")
+    from stale.core.config import option_overrides
+
+    overrides = option_overrides(args.overrides, train_threads=args.threads, train_device=args.device)
     if not args.resume:
-        preflight(args.config, [*args.overrides, *extra])
+        preflight(args.config, overrides)
     from stale.pipeline.config import load_run_config
     from stale.pipeline.train import run_training
 
-    cfg = load_run_config(args.config, [*args.overrides, *extra])
+    cfg = load_run_config(args.config, overrides)
     if args.profile:
         from stale.pipeline.profile import profile_training
 

@@ -131,6 +131,40 @@ def to_dict(obj: Any) -> dict:
     return conv(obj)
 
 
+class Overrides(list):
+    """A list of ``key=value`` overrides that remembers where each came from, so that an error
+    names it as the user wrote it (``spec table1: variant 'A': model.x=1``) instead of as a
+    ``--set`` argument. A plain list means every override is a ``--set``."""
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self.origins: dict[str, str] = {}
+
+    def add(self, items: Sequence[str], origin: str) -> None:
+        for text in items:
+            self.append(text)
+            self.origins[text] = origin
+
+
+def option_overrides(overrides: Sequence[str], **options: Any) -> Overrides:
+    """``--set`` overrides plus the ones command-line options stand for (``train_threads=4`` ->
+    ``train.threads=4``, blamed on ``--threads 4`` when bad); None values are left out."""
+    out = Overrides()
+    out.add(list(overrides), "--set")
+    for key, value in options.items():
+        if value is not None:
+            section, name = key.split("_", 1)
+            out.add([f"{section}.{name}={value}"], f"--{name.replace('_', '-')} {value}:")
+    return out
+
+
+def override_label(text: str, overrides: Sequence[str] = ()) -> str:
+    """``'<origin> <text>'`` of one override (``'--set <text>'`` unless ``overrides`` knows
+    better)."""
+    origins = getattr(overrides, "origins", {})
+    return f"{origins.get(text, '--set')} {text}"
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value``; the value is read as YAML (``1e-4``, ``true``, ``[1,2]``, ``null``)."""
     import yaml
@@ -152,14 +186,21 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """Return a copy of nested dict ``data`` with each ``key.sub=value`` override applied."""
     out = copy.deepcopy(data)
     for text in overrides:
-        path, value = parse_override(text)
+        try:
+            path, value = parse_override(text)
+        except StaleError as exc:
+            origin = getattr(overrides, "origins", {}).get(text)
+            if origin is None:
+                raise
+            raise StaleError(str(exc).replace(f"--set {text!r}", f"{origin} {text!r}", 1)) from None
         node = out
         for part in path[:-1]:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise StaleError(f"--set {text!r}: '{part}' is not a section")
+                origin = getattr(overrides, "origins", {}).get(text, "--set")
+                raise StaleError(f"{origin} {text!r}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     return out
@@ -268,24 +309,34 @@ def load_yaml_tree(path: str | Path, _stack: tuple[Path, ...] = ()) -> dict:
 def blame_override(exc: StaleError, overrides: Sequence[str]) -> str | None:
     """The ``--set`` argument an error message is most likely about (by key), or None."""
     msg = str(exc)
+
+    def named(part: str) -> bool:
+        return bool(part) and (f"{part}:" in msg or f"{part} " in msg or f"{part}=" in msg
+                               or f"'{part}'" in msg or msg.endswith(part))
+
     best, score = None, 0
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         parts = key.split(".")
         for n in range(len(parts), 0, -1):
-            suffix = ".".join(parts[-n:])
-            if suffix and (f"{suffix}:" in msg or f"{suffix} " in msg or f"{suffix}=" in msg
-                           or f"'{suffix}'" in msg or msg.endswith(suffix)):
-                if n > score or (n == score):
+            if named(".".join(parts[-n:])):
+                if n >= score:
                     best, score = text, n
                 break
+    if best is None:
+        # an unknown section: "unknown config key(s): foo" is about --set foo.bar=1
+        for text in overrides:
+            parts = text.split("=", 1)[0].strip().split(".")
+            if any(named(f"key(s): {'.'.join(parts[:n])}") or named(f"key(s) in '{'.'.join(parts[:n - 1])}': {parts[n - 1]}")
+                   for n in range(1, len(parts))):
+                return text
     return best
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
     """Load dataclass ``cls`` from a YAML file (with its bases; defaults when ``path`` is None)
     plus ``--set`` overrides. Errors name the file or the ``--set`` argument at fault."""
-    overrides = list(overrides)
+    overrides = overrides if isinstance(overrides, Overrides) else list(overrides)
     src = find_config(path) if path is not None else None
     data = load_yaml_tree(src) if src is not None else {}
     if src is not None or not overrides:
@@ -306,7 +357,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
     except StaleError as exc:
         culprit = blame_override(exc, overrides)
         if culprit is not None:
-            raise StaleError(f"--set {culprit}: {exc}") from None
+            raise StaleError(f"{override_label(culprit, overrides)}: {exc}") from None
         if file_error is not None and str(file_error) == str(exc) and src is not None:
             raise StaleError(f"{src}: {exc}") from None
         where = f"{src} with --set overrides" if src is not None else "--set overrides"

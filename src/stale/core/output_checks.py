@@ -47,8 +47,10 @@ class Output:
     exists_ok: bool = False
 
 
-def _resolve(p: Path | str) -> Path:
+def resolved_path(p: Path | str) -> Path:
+    """``p`` made absolute with ``~`` expanded and symlinks resolved (how paths are compared)."""
     return Path(os.path.abspath(Path(p).expanduser())).resolve()
+
 
 
 def _is_within(child: Path, parent: Path) -> bool:
@@ -74,7 +76,7 @@ def check_writable_target(out: Output) -> Path:
     path = Path(out.path).expanduser()
     if str(out.path) == "":
         raise StaleError(f"{out.option}: empty path")
-    resolved = _resolve(path)
+    resolved = resolved_path(path)
     anc = _nearest_existing(resolved.parent)
     if not anc.is_dir():
         raise StaleError(f"{out.option} {path}: cannot be created, {anc} is a regular file, not a folder")
@@ -107,8 +109,8 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[Path | str | None]
     output inside one is refused). ``None`` entries are ignored.
     """
     resolved = [check_writable_target(o) for o in outputs]
-    in_files = [(p, _resolve(p)) for p in inputs if p is not None]
-    in_dirs = [(p, _resolve(p)) for p in input_dirs if p is not None]
+    in_files = [(p, resolved_path(p)) for p in inputs if p is not None]
+    in_dirs = [(p, resolved_path(p)) for p in input_dirs if p is not None]
     for out, r in zip(outputs, resolved):
         for given, inp in in_files:
             if r == inp:

@@ -92,6 +92,7 @@ class DetectionResult:
     blocked_gt_videos: int = 0
     blocked_prediction_videos: int = 0
     reversed_segments: dict[str, int] = field(default_factory=dict)
+    negative_starts: dict[str, int] = field(default_factory=dict)   # start < 0 s, used as given
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +117,7 @@ class DetectionResult:
             "blocked_gt_videos": self.blocked_gt_videos,
             "blocked_prediction_videos": self.blocked_prediction_videos,
             "reversed_segments": dict(self.reversed_segments),
+            "negative_starts": dict(self.negative_starts),
             "warnings": list(self.warnings),
         }
 
@@ -226,6 +228,11 @@ def _evaluate_arrays(gt: GroundTruth, pred: Predictions, subset: str, thresholds
         warnings.append(f"segments with end < start (used as given, as the official code does): "
                         f"{reversed_counts['ground_truth']} ground truth, "
                         f"{reversed_counts['predictions']} predictions")
+    negative = {"ground_truth": int((gt.segments[:, 0] < 0).sum()), "predictions": int((p_seg[:, 0] < 0).sum())}
+    if any(negative.values()):
+        warnings.append(f"segments starting before 0 s (used as given, as the official code does; a video "
+                        f"starts at 0): {negative['ground_truth']} ground truth, {negative['predictions']} "
+                        f"predictions")
 
     # processing order: per class, np.argsort(scores)[::-1] over that class's predictions in
     # input order -- the very call of the official code, so tied scores resolve identically
@@ -258,7 +265,7 @@ def _evaluate_arrays(gt: GroundTruth, pred: Predictions, subset: str, thresholds
         ignored_predictions=n_ignored, ignored_labels=dict(ignored),
         predictions_in_unknown_videos=unknown, blocked_gt_videos=gt.blocked_videos_removed,
         blocked_prediction_videos=pred.blocked_videos_removed,
-        reversed_segments=reversed_counts, warnings=warnings)
+        reversed_segments=reversed_counts, negative_starts=negative, warnings=warnings)
 
 
 def _warn_v_prefix(gt_videos: list[str], pred_videos: list[str], p_video: np.ndarray,

@@ -4,6 +4,7 @@ the cell itself (a failure is recorded in its ``cell.json``)."""
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, read_json
 from stale.core.logs import get_logger
-from stale.experiments.cells import Cell, base_of, cell_overrides, tiou_of
+from stale.experiments.cells import Cell, base_of, cell_identity, cell_overrides, tiou_of
 from stale.experiments.spec import Spec, load_spec
 
 log = get_logger("experiment")
@@ -33,6 +34,7 @@ def run_cell(spec_ref: str | dict, out: str, cell: Cell, extra: Sequence[str] = 
     record: dict[str, Any] = {"cell": cell.__dict__, "key": cell.key, "run_dir": str(folder)}
     t0 = time.perf_counter()
     try:
+        record["config_hash"] = cell_identity(spec, cell, list(extra))
         if threads:
             torch.set_num_threads(int(threads))
         record.update(_run_cell(spec, root, folder, cell, list(extra), device, ddp_procs))
@@ -67,7 +69,10 @@ def _train_ddp(cfg, folder: Path, procs: int, resume: bool, overwrite: bool = Tr
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
            "-m", "stale", "train", str(cfg_file), "--out", str(folder), "--quiet",
            "--resume" if resume else "--overwrite"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    from stale.core.lifetime import die_with_parent
+
+    parent = os.getpid()   # torchrun ends with this process (killed or not)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=lambda: die_with_parent(parent))
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.strip().splitlines()[-1:]
         raise StaleError(f"DDP training ({procs} processes) failed: {lines[0] if lines else proc.returncode}")

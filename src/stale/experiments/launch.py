@@ -8,6 +8,7 @@ from pathlib import Path
 
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json
+from stale.core.lifetime import die_with_parent
 from stale.core.logs import get_logger
 from stale.experiments.cell_run import run_cell
 from stale.experiments.cells import Cell
@@ -52,7 +53,9 @@ def launch(spec_map: dict, root: Path, cells: list[Cell], extra: list[str], jobs
 
         threads = None if _gpus() else _cpu_threads(jobs)
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        # workers end with this process, even when it is killed (no orphan trains on in a cell)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futs = {pool.submit(_local_worker, (spec_map, str(root), c, extra, threads, i,
                                                 int(ddp_procs))): c
                     for i, c in enumerate(cells)}

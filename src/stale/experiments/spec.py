@@ -81,6 +81,9 @@ class Spec:
         raise StaleError(f"spec {self.name}: no variant {name!r}")
 
 
+#: the most values one ``--splits`` / ``--seeds`` range may name (each is a cell to train)
+MAX_RANGE_VALUES = 10_000
+
 #: where choices are made (defaults, switches, hyper-parameters) and where numbers are reported
 DEV_SPLITS = (0, 1, 2)
 TEST_SPLITS = (3, 4, 5, 6, 7, 8, 9)
@@ -107,6 +110,9 @@ def parse_range(text: str | int | Sequence[int], what: str = "--splits") -> list
                 a, b = int(m.group(1)), int(m.group(2))
                 if b < a:
                     raise StaleError(f"{what} {text!r}: range {part} runs backwards")
+                if b - a + 1 > MAX_RANGE_VALUES:   # one cell each: a typo must not hang the command
+                    raise StaleError(f"{what} {text!r}: range {part} holds {b - a + 1} values; at most "
+                                     f"{MAX_RANGE_VALUES}")
                 items.extend(range(a, b + 1))
             elif part.isdigit():
                 items.append(int(part))
@@ -263,6 +269,8 @@ def merge_specs(old: dict, new: dict) -> dict:
         out[key] = {**(old.get(key) or {}), **(new.get(key) or {})}
     for key in ("splits", "seeds"):
         out[key] = sorted(set(old.get(key) or []) | set(new.get(key) or []))
+    if out.get("reference") is None and old.get("reference") in out["variants"]:
+        out["reference"] = old["reference"]   # an invocation that ran other variants keeps it
     return out
 
 

@@ -30,6 +30,29 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _cell_record(f: Path) -> dict:
+    """A cell's ``cell.json``; a record that cannot be tabulated (unreadable, no cell, done
+    without usable metrics) becomes a failed cell whose error names the file."""
+    try:
+        rec = read_json(f)
+    except StaleError as exc:
+        return {"key": str(f.parent), "status": "failed", "error": str(exc)}
+    if not isinstance(rec, dict):
+        return {"key": str(f.parent), "status": "failed", "error": f"{f}: not a cell record"}
+    cell, m = rec.get("cell"), rec.get("metrics")
+    keys = ("variant", "dataset", "setting", "split", "seed")
+    problem = None
+    if not (isinstance(cell, dict) and all(k in cell for k in keys)):
+        problem = f"{f}: no cell ({', '.join(keys)})"
+    elif rec.get("status") == "done" and not (
+            isinstance(m, dict) and isinstance(m.get("mAP"), list) and m.get("tiou") is not None
+            and all(isinstance(x, (int, float)) for x in [*m["mAP"], m.get("average_mAP")])):
+        problem = f"{f}: marked done but without numeric metrics (tiou, mAP, average_mAP)"
+    if problem:
+        return {**rec, "key": rec.get("key", str(f.parent)), "status": "failed", "error": problem}
+    return rec
+
+
 def summarize(root: str | os.PathLike) -> dict:
     """Aggregate every cell of an experiment folder into results.json / results.md / results.png."""
     root = Path(root)
@@ -37,10 +60,12 @@ def summarize(root: str | os.PathLike) -> dict:
     if not marker.is_file():
         raise StaleError(f"{root}: not an experiment folder (no experiment.json)")
     meta = read_json(marker)
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        raise StaleError(f"{marker}: not an experiment record (no 'spec' mapping)")
     spec = load_spec(meta["spec"])
     records = []
     for f in sorted((root / "cells").rglob("cell.json")) if (root / "cells").is_dir() else []:
-        records.append(read_json(f))
+        records.append(_cell_record(f))
     summary: dict = {}
     for r in records:
         if r.get("status") != "done":

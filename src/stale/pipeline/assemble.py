@@ -403,15 +403,20 @@ def build_model(cfg: StaleConfig):
     return STALE(cfg.model, build_text_encoder(cfg.text))
 
 
-def check_prompts(cfg: StaleConfig, class_lists: Sequence[Sequence[str]]) -> None:
-    """Every class name fits the text tower's prompt (context length included) -- checked before
-    anything is written, so a too-long name never fails after minutes of work."""
-    from stale.text.tokens import ClipTokenizer
+def check_prompts(cfg: StaleConfig, class_lists: Sequence[Sequence[str]], where: str | None = None) -> None:
+    """Every class name fits the text tower's prompt (context length included), and no two names
+    of a list are one prompt (``High Jump`` / ``high jump``) -- checked before anything is
+    written, so neither fails after minutes of work. ``where``: the names' source, for messages."""
+    from stale.text.tokens import ClipTokenizer, check_class_names
 
     tok = ClipTokenizer()
     limit = 77
     n = cfg.text.context_length
     for names in class_lists:
+        try:
+            check_class_names(names)
+        except StaleError as exc:
+            raise StaleError(f"{where}: {exc}" if where else str(exc)) from None
         for k, name in enumerate(names):
             need = 1 + n + len(tok.encode_name(name, k)) + len(tok.period) + 1
             if need > limit and cfg.text.truncate == "error":

@@ -123,6 +123,13 @@ def run_demo(opts: DemoOptions) -> dict:
     t0 = time.perf_counter()
     _generate(opts, data_dir)
     timings["benchmark"] = time.perf_counter() - t0
+    # the test set before any training: a benchmark too small for the evaluation fails now
+    cfg = cfgs["STALE"]
+    test = assemble_test(cfg)
+    if len(test.classes) < 2:
+        raise StaleError(f"--max-videos-per-subset {opts.max_videos_per_subset}: the benchmark's test videos hold "
+                         f"{len(test.classes)} unseen class(es) with ground truth; the leakage control (names "
+                         f"permuted among the unseen classes) needs at least 2 -- use more videos per subset")
 
     log.info("[2/5] training on the seen classes (75/25 split_0) ...")
     histories = {}
@@ -133,8 +140,6 @@ def run_demo(opts: DemoOptions) -> dict:
 
     log.info("[3/5] detecting the unseen classes in the test videos ...")
     t0 = time.perf_counter()
-    cfg = cfgs["STALE"]
-    test = assemble_test(cfg)
     videos, unseen = test.videos, list(test.classes)
     dataset = make_dataset(videos, test.store, cfg)
     device = torch.device("cpu")

@@ -168,7 +168,8 @@ def _previous(out: Path) -> dict | None:
 
 
 def _check_outputs(out: Path, videos: list[Path], inputs: Sequence[str | os.PathLike], settings: dict,
-                   extra_inputs: Sequence[str | os.PathLike | None], overwrite: bool) -> dict | None:
+                   extra_inputs: Sequence[str | os.PathLike | None], overwrite: bool,
+                   extra_dirs: Sequence[str | os.PathLike] = ()) -> dict | None:
     """Refuse before any work: outputs colliding with inputs, and existing files this command
     did not write with these settings (unless ``overwrite``). Returns the previous record."""
     from stale.core.output_checks import Output, check_outputs
@@ -186,9 +187,28 @@ def _check_outputs(out: Path, videos: list[Path], inputs: Sequence[str | os.Path
     outputs += [Output(out / n, "file", "--out", exists_ok=ok) for n in (RESULTS, CSV_NAME, REPORT, MARKER)]
     outputs += [Output(out / SUBTITLES / f"{v.stem}.srt", "file", "--out", exists_ok=ok) for v in videos]
     outputs += [Output(out / TIMELINES / f"{v.stem}.png", "file", "--out", exists_ok=ok) for v in videos]
-    dirs = [Path(i) for i in inputs if Path(i).is_dir()]
+    dirs = [*(Path(i) for i in inputs if Path(i).is_dir()), *map(Path, extra_dirs)]
     check_outputs(outputs, inputs=[*videos, *extra_inputs], input_dirs=dirs, overwrite=overwrite)
+    if same and prev is not None:
+        prev["earlier_results"] = _earlier_results(out, {v.stem for v in videos})
     return prev
+
+
+def _earlier_results(out: Path, now: set[str]) -> dict[str, list[dict]]:
+    """Detections of the videos an earlier run with the same settings wrote into ``out`` and
+    this run does not detect again: the folder keeps them (a run on fewer videos never loses
+    the others' outputs)."""
+    from stale.core.io import read_json
+
+    path = out / RESULTS
+    if not path.is_file():
+        return {}
+    data = read_json(path, "stale detect results")
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise StaleError(f"{path}: not a stale detect results file (no 'results' mapping); pass --overwrite "
+                         f"to replace it, or choose another --out")
+    return {vid: items for vid, items in results.items() if vid not in now}
 
 
 # ----------------------------------------------------------------------------- detectors
@@ -255,7 +275,16 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
 
 def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions) -> DetectResult:
     """Detect ``opts.classes`` in every video of ``inputs`` and write the outputs into ``out``
-    (module docstring). Returns what was written."""
+    (module docstring). Returns what was written. One ``stale detect`` at a time writes into
+    ``out`` (a second one is refused, :mod:`stale.core.locks`)."""
+    import contextlib
+
+    with contextlib.ExitStack() as lock:
+        return _run_detect(inputs, out, opts, lock)
+
+
+def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions,
+                lock) -> DetectResult:
     import numpy as np
     import torch
 
@@ -290,7 +319,9 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
                    "seed": opts.seed if opts.weights == "random" else None, "clip_frames": opts.clip_frames,
                    "stride": opts.stride, "frames_per_clip": opts.frames_per_clip}
     settings = {"classes": classes, "detector": detector_key, "extract": extract_key}
-    prev = _check_outputs(out, videos, inputs, settings, [weights_file, *run_files], opts.overwrite)
+    # the run folder is read: nothing is written inside it (--out RUN)
+    prev = _check_outputs(out, videos, inputs, settings, [weights_file, *run_files], opts.overwrite,
+                          [run_files[0].parent] if run_files else [])
     check_extract_output(videos, out / FEATURES, replace(xcfg, overwrite=opts.overwrite))
     preflight_weights(opts.arch, opts.weights, "CLIP weights")
 
@@ -310,6 +341,15 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
             x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
             return detector(x, classes, [duration]).to_lists(classes)[0]
     t_models = time.perf_counter() - t0
+
+    # from here on this process writes into OUT: one writer at a time (the checks above are
+    # read-only, so a refused second process has changed nothing)
+    from stale.core.locks import folder_lock
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(folder_lock(out, "stale detect"))
+    prev = _check_outputs(out, videos, inputs, settings, [weights_file, *run_files], opts.overwrite,
+                          [run_files[0].parent] if run_files else [])   # again, under the lock
 
     # features: extract's code and index, cached and resumable in OUT/features
     feat_dir = out / FEATURES
@@ -344,6 +384,12 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
                       "width": info.get("width"), "height": info.get("height"), "detections": len(items)}
     if not results:
         raise StaleError(f"no video could be read ({len(summary.bad)} skipped); nothing to detect in")
+    earlier = (prev or {}).pop("earlier_results", {})
+    if earlier:
+        log.info("keeping the detections of %d video(s) of an earlier run in %s", len(earlier), out)
+        facts = {**{v: f for v, f in (prev or {}).get("videos", {}).items() if v in earlier}, **facts}
+        results = {**earlier, **results}
+    new_ids = [vid for vid in results if vid not in earlier]
 
     # outputs; the record goes first (incomplete), so a run interrupted while writing them is
     # recognised as ours and resumes instead of being refused
@@ -357,12 +403,15 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
     subtitles, timelines = {}, {}
     from stale.viz.plots import plot_timeline
 
-    for vid, items in results.items():
+    for vid in new_ids:
+        items = results[vid]
         subtitles[vid] = out / SUBTITLES / f"{vid}.srt"
         atomic_write_text(subtitles[vid], to_srt(items, opts.subtitle_top, opts.subtitle_min_score))
         timelines[vid] = plot_timeline(vid, float(facts[vid]["duration"]), [], {"detections": items},
                                        out / TIMELINES / f"{vid}.png", top=opts.timeline_top, classes=classes)
-    if prev is not None:   # pictures and subtitles of videos an earlier run had and this one has not
+    for vid in earlier:   # kept from the earlier run
+        subtitles[vid], timelines[vid] = out / SUBTITLES / f"{vid}.srt", out / TIMELINES / f"{vid}.png"
+    if prev is not None:   # --overwrite with other settings: the other videos' files are outdated
         for old in set(prev.get("videos", {})) - set(results):
             for p in (out / SUBTITLES / f"{old}.srt", out / TIMELINES / f"{old}.png"):
                 if p.is_file():

@@ -57,11 +57,12 @@ from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save_npy, remove_stale_temp_files
+from stale.core.locks import folder_lock, is_lock_file, lock_name
 from stale.core.output_checks import Output, check_outputs, check_writable_target
 from stale.pipeline.extract_index import (INDEX_NAME, META_FORMAT, META_NAME, SETTING_KEYS, load_index, read_index,
                                          shard_of, write_index)
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
-                                        find_videos, missing_frames_tolerated, open_video)
+                                        find_videos, frames_on_grid, missing_frames_tolerated, open_video)
 from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
 
         n = 0
         failure: list[str] = []
-        for n, frame in enumerate(decoded_frames(container, failure), start=1):
+        # frames on the constant-rate grid of fps, placed by their timestamps (VFR videos)
+        for n, frame in enumerate(frames_on_grid(decoded_frames(container, failure), fps, path), start=1):
             k = n - 1
             last = frame
             if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
@@ -265,7 +267,8 @@ def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: I
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+    """A temporary file of an atomic write, or the folder's lock: not foreign files."""
+    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name)
 
 
 def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
@@ -335,6 +338,15 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     encoder.tower.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # one writer of the index (of a shard: of its part) at a time; shards run side by side
+    with folder_lock(out, "stale extract", lock_name(cfg.shard if cfg.shard and cfg.shard[1] > 1 else None)):
+        # checked again under the lock: a process that held it may have written meanwhile
+        # (the files found above: their folders were checked, and broken links reported, once)
+        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device)
+
+
+def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
+                    device: torch.device) -> ExtractSummary:
     meta = load_index(out, _settings(cfg, encoder), cfg.overwrite)
     summary = ExtractSummary()
     shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None

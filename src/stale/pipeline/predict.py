@@ -79,18 +79,16 @@ class LoadedRun:
         ``stale extract`` wrote it, else from the run's annotation file when it lists the video).
         """
         names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
-        names = [c for c in names if c]
-        if not names:
-            raise StaleError("detect: no class names given")
-        if len(set(names)) != len(names):
-            raise StaleError(f"detect: duplicate class names in {names}")
+        names = check_listed_names(names, "detect: classes")
         check_prompts(self.cfg, [names])
         if duration is None and isinstance(features, (str, Path)):
             duration = self._annotated_duration(Path(features))
         arr, duration = _features_and_duration(features, duration)
-        if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim:
+        if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim or arr.shape[0] < 1:
             raise StaleError(f"detect: features have shape {tuple(arr.shape)}, the run expects "
-                             f"(T, {self.cfg.model.input_dim})")
+                             f"(T, {self.cfg.model.input_dim}) with T >= 1")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise StaleError(f"detect: top must be a whole number >= 1 (or None), got {top!r}")
         from stale.data.timeline import resample_features
 
         x = torch.from_numpy(resample_features(np.ascontiguousarray(arr, dtype=np.float32),
@@ -132,20 +130,32 @@ def _features_and_duration(features, duration):
     if arr.dtype.kind != "f" or not np.isfinite(arr).all():
         raise StaleError(f"detect: features must be finite floating-point numbers{f' ({source})' if source else ''}")
     if duration is None and source is not None:
-        index = source.parent / "videos.json"
-        if index.is_file():
-            db = read_json(index).get("database", {})
-            stem = source.stem
-            for vid, entry in db.items():
-                if stem.endswith(vid):
-                    duration = entry.get("duration")
-                    break
+        duration = _extracted_duration(source)
     if duration is None:
         raise StaleError("detect: give the video's duration in seconds (no videos.json next to the features, "
                          "and the run's annotations do not list this video)")
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise StaleError(f"detect: duration must be a positive number of seconds, got {duration!r}")
     return arr, float(duration)
+
+
+def _extracted_duration(source: Path) -> float | None:
+    """The duration ``stale extract`` recorded for the feature file ``source`` (``videos.json``
+    next to it), found by its exact name -- ``<prefix><id>.npy`` with the folder's prefix from
+    ``extract_meta.json`` -- never by a name that merely ends with an id (``myclip`` is not
+    ``clip``); None when the folder does not list it."""
+    index = source.parent / "videos.json"
+    if not index.is_file():
+        return None
+    meta_file = source.parent / "extract_meta.json"
+    meta = read_json(meta_file) if meta_file.is_file() else {}
+    prefix = meta.get("prefix", "") if isinstance(meta, dict) else ""
+    stem = source.name[:-len(".npy")] if source.name.endswith(".npy") else source.stem
+    if not isinstance(prefix, str) or not stem.startswith(prefix):
+        return None
+    db = read_json(index).get("database", {})
+    entry = db.get(stem[len(prefix):]) if isinstance(db, dict) else None
+    return entry.get("duration") if isinstance(entry, dict) else None
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:
@@ -246,7 +256,7 @@ def read_class_names(spec: str | Sequence[str] | None) -> list[str] | None:
                 data = parse_json_bytes(text.encode(), str(path))
                 if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
                     raise StaleError(f"{path}: expected a JSON list of class names")
-                names = [c.strip() for c in data]
+                names = [c.strip() if isinstance(c, str) else c for c in data]
             else:
                 names = [ln.strip() for ln in text.splitlines() if not ln.strip().startswith("#")]
             where = str(path)
@@ -254,7 +264,7 @@ def read_class_names(spec: str | Sequence[str] | None) -> list[str] | None:
             names = [n.strip() for n in spec.split(",")]
             where = "--classes"
     else:
-        names, where = [str(n).strip() for n in spec], "classes"
+        names, where = [n.strip() if isinstance(n, str) else n for n in spec], "classes"
     return check_listed_names(names, where)
 
 

@@ -322,7 +322,7 @@ def profile_training(cfg: StaleConfig, steps: int = 2, out: str | Path | None = 
     if cfg.method not in ("stale", "two_stage"):
         raise StaleError(f"method {cfg.method!r} has no training loop to profile (stale and two_stage do)")
     cfg = absolute_paths(cfg)
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, "train.device")
     threads = set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     if device.type == "cpu":

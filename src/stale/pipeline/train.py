@@ -13,6 +13,8 @@ held-out *training* videos, ``pseudo_unseen`` held-out seen classes (``train.sel
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -93,12 +95,12 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
     folder, moved = prepare_run_folder(out_dir, resume=resume, overwrite=overwrite,
                                        inputs=inputs, input_dirs=cfg.data.features.roots())
     out_dir = folder
-    with RunLog() as runlog:
+    with RunLog() as runlog, contextlib.ExitStack() as lock:
         if moved is not None:
             log.info("moved the earlier run in %s aside to %s", out_dir, moved)
         # 2. paths and runtime
         cfg = absolute_paths(cfg)
-        device = resolve_device(cfg.train.device)
+        device = resolve_device(cfg.train.device, "train.device")
         dist = init_distributed(device.type)
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
@@ -116,7 +118,8 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             # 3. data: annotations, protocol, features -- every check before anything is written
             data = assemble_training(cfg, progress=cfg.train.progress and dist.is_main)
             # 4. prompts and model (its CLIP weights load here, before minutes of training)
-            check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes])
+            check_prompts(cfg, [data.classes, data.protocol.test_classes, data.selection_classes],
+                          where=str(cfg.data.annotations))
             if cfg.method in ("clip_detector", "linear_probe"):
                 return _fit_without_trainer(cfg, data, out_dir, runlog)
             trainer = build_trainer(cfg, data, device, out_dir, dist)
@@ -129,8 +132,9 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
                 trainer.resume(out_dir / "last.pt")
-            # 5. the run files
+            # 5. the run files; from here on one process writes into the folder
             if dist.is_main:
+                _lock_run_folder(out_dir, resume, lock)
                 _write_run_files(cfg, data, out_dir, runlog, extra, model)
             train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
             val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
@@ -148,6 +152,21 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             return history[-1] if history else {}
         finally:
             shutdown_distributed()
+
+
+def _lock_run_folder(out_dir: Path, resume: bool, lock: contextlib.ExitStack) -> None:
+    """Hold the run folder's lock (:mod:`stale.core.locks`) from the first write on: a second
+    ``stale train`` into it is refused, and one that passed its checks while this one was
+    getting ready finds the artefacts written meanwhile."""
+    from stale.core.locks import folder_lock
+    from stale.core.output_checks import run_artefacts
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(folder_lock(out_dir, "stale train"))
+    present = run_artefacts(out_dir)
+    if present and not resume:
+        raise StaleError(f"--out {out_dir}: another process wrote a run here meanwhile ({', '.join(present)}); "
+                         f"nothing was written -- choose another folder")
 
 
 def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, out_dir: Path,

@@ -181,9 +181,11 @@ def experiment_page(folder: Path, page: Path, workdir: Path) -> BuiltReport:
             first_done.setdefault(_cell(rec)["variant"], rec)
     gt0, preds0 = None, {}
     for variant, rec in first_done.items():
-        d = Path(str(rec["run_dir"]))
-        d = d if d.is_absolute() else folder / d
-        if not ((d / "predictions.json").is_file() and (d / "ground_truth.json").is_file()):
+        d = _cell_folder(folder, Path(str(rec["run_dir"])))
+        if d is None:
+            notes.append(f"cell {rec.get('key', variant)}: no predictions.json + ground_truth.json in its folder "
+                         f"{rec['run_dir']} (nor under {folder / 'cells'}); its precision-recall curves and test "
+                         f"videos are left out")
             continue
         gt, pred = read_or_note(d / "ground_truth.json", notes), read_or_note(d / "predictions.json", notes)
         if gt is None or pred is None:
@@ -218,6 +220,21 @@ def experiment_page(folder: Path, page: Path, workdir: Path) -> BuiltReport:
     rep = Report("stale experiment", sections, views, "Test videos of the first cells",
                  subtitle=str(folder))
     return BuiltReport(rep, folder / "report.html", "experiment", [], [folder / "results.json"])
+
+
+def _cell_folder(folder: Path, recorded: Path) -> Path | None:
+    """The folder of an experiment cell holding its predictions: as recorded (absolute, or
+    relative to the experiment folder), else the same ``cells/...`` path under this experiment
+    folder -- a folder that was moved, or written with a relative ``--out`` from another
+    working directory. None when neither holds them."""
+    tries = [recorded if recorded.is_absolute() else folder / recorded]
+    if "cells" in recorded.parts:
+        i = len(recorded.parts) - 1 - recorded.parts[::-1].index("cells")
+        tries.append(folder.joinpath(*recorded.parts[i:]))
+    for d in tries:
+        if (d / "predictions.json").is_file() and (d / "ground_truth.json").is_file():
+            return d
+    return None
 
 
 def run_page(folder: Path, page: Path, workdir: Path) -> BuiltReport:

@@ -100,6 +100,26 @@ def notes_section(notes: list[str]) -> list[Section]:
     return [Section("Problems reading this folder", [warn(n) for n in notes], id="problems")] if notes else []
 
 
+def _number(x) -> bool:
+    import math
+
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _epoch_records(records: list) -> tuple[list[dict], list[int]]:
+    """The records of a ``metrics.jsonl`` that can be drawn (numeric ``epoch`` and
+    ``train_total``; a non-numeric ``val_total`` is dropped, and kept for no record unless every
+    record has one) and the 1-based line numbers of those that cannot."""
+    good, bad = [], []
+    for i, r in enumerate(records, 1):
+        if isinstance(r, dict) and _number(r.get("epoch")) and _number(r.get("train_total")):
+            good.append(r)
+        else:
+            bad.append(i)
+    with_val = all(_number(r.get("val_total")) for r in good)
+    return [{k: v for k, v in r.items() if with_val or k != "val_total"} for r in good], bad
+
+
 def training_curves_section(run_dirs: dict[str, Path], notes: list[str], workdir: Path) -> Section | None:
     from stale.viz.plots import plot_training_curves, read_metrics
 
@@ -109,10 +129,14 @@ def training_curves_section(run_dirs: dict[str, Path], notes: list[str], workdir
         if not f.is_file():
             continue
         try:
-            hist = [r for r in read_metrics(f) if isinstance(r, dict) and "epoch" in r and "train_total" in r]
+            records = read_metrics(f)
         except (OSError, ValueError) as exc:
             notes.append(f"{f}: unreadable ({exc})")
             continue
+        hist, bad = _epoch_records(records)
+        if bad:
+            notes.append(f"{f}: {len(bad)} record(s) without a numeric epoch and train_total skipped "
+                         f"(first: line {bad[0]})")
         if hist:
             hists[name] = hist
     if not hists:

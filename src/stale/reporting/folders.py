@@ -94,6 +94,20 @@ def build_report(path: str | os.PathLike, page: str | os.PathLike | None = None,
     return built
 
 
+def _refuse_input_as_output(folder: Path, target: Path, ours: bool) -> None:
+    """``--overwrite`` replaces the command's own earlier page, never one of its inputs: an
+    existing file in the reported folder (a checkpoint, ``experiment.json``,
+    ``detections.json``, ...) that is not a stale page is refused, with or without it."""
+    from stale.core.output_checks import resolved_path
+
+    if ours or not (target.exists() or target.is_symlink()):
+        return
+    r, root = resolved_path(target), resolved_path(folder)
+    if r == root or root in r.parents:
+        raise StaleError(f"--out {target}: is a file of the folder being reported ({folder}), one of the "
+                         f"report's inputs; --overwrite replaces only a page stale wrote -- choose another path")
+
+
 def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None = None,
                         overwrite: bool = False) -> BuiltReport:
     """Build and write the report of ``path``; returns it (``default_out`` = the written path).
@@ -103,9 +117,12 @@ def write_folder_report(path: str | os.PathLike, out: str | os.PathLike | None =
     from stale.core.output_checks import Output, check_outputs
     from stale.reporting.render import is_stale_report, write_report
 
-    _, default = folder_kind(path)
+    kind, default = folder_kind(path)
     target = Path(out) if out is not None else default
     ours = target.is_file() and is_stale_report(target)
+    # a demo's report/ folder: the demo folder around it (runs, data) is protected as well
+    demo = Path(path).parent if kind == "demo-report" and (Path(path).parent / "report").is_dir() else None
+    _refuse_input_as_output(demo or Path(path), target, ours)
     # the output is checked before the (possibly slow) evaluation work
     check_outputs([Output(target, "file", "--out", exists_ok=ours)], overwrite=overwrite)
     built = build_report(path, page=target)

@@ -38,6 +38,19 @@ class ClipTokenizer:
         return ids
 
 
+def prompt_text(name: str) -> str:
+    """A class name as CLIP's tokenizer reads it: underscores as spaces (the policy above), then
+    the tokenizer's own cleaning (ftfy, HTML entities, whitespace runs, lower case). Two names
+    with the same ``prompt_text`` are one prompt, so one class."""
+    from open_clip.tokenizer import basic_clean, whitespace_clean
+
+    return whitespace_clean(basic_clean(name.replace("_", " "))).lower()
+
+
+def _same_prompt(a: str, b: str) -> str:
+    return "" if a == b else f" ({a!r} and {b!r} are one prompt to CLIP's tokenizer: {prompt_text(b)!r})"
+
+
 def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validate an ordered class list (strings, no duplicates) and return it as a tuple."""
     if isinstance(names, str):
@@ -49,21 +62,29 @@ def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
             raise StaleError(f"class {i}: name must be a string, got {n!r}")
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
-        if n in seen:
-            raise StaleError(f"class {n!r} appears twice in the class list (positions {seen[n]} and {i})")
-        seen[n] = i
+        key = prompt_text(n)
+        if key in seen:
+            first = names[seen[key]]
+            raise StaleError(f"class {n!r} appears twice in the class list (positions {seen[key]} and {i})"
+                             f"{_same_prompt(first, n)}")
+        seen[key] = i
     return names
 
 
 def check_listed_names(names: list[str], where: str) -> list[str]:
     """Class names read from ``where`` (an option or a file), blanks dropped: at least one, none
     listed twice (the error names both entries, counted from 1)."""
+    for i, n in enumerate(names):
+        if not isinstance(n, str):
+            raise StaleError(f"{where}: entry {i + 1} must be a class name (a string), got {n!r}")
     names = [n for n in names if n]
     if not names:
         raise StaleError(f"{where}: no class names given")
     first: dict[str, int] = {}
     for i, n in enumerate(names):
-        if n in first:
-            raise StaleError(f"{where}: class {n!r} is listed twice (entries {first[n] + 1} and {i + 1})")
-        first[n] = i
+        key = prompt_text(n)
+        if key in first:
+            raise StaleError(f"{where}: class {n!r} is listed twice (entries {first[key] + 1} and {i + 1})"
+                             f"{_same_prompt(names[first[key]], n)}")
+        first[key] = i
     return names

@@ -12,19 +12,20 @@ from stale.core.errors import StaleError
 from stale.training.config import check_device_name
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a CUDA device without CUDA is a StaleError."""
-    name = check_device_name(name)
+def resolve_device(name: str = "auto", what: str = "--device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a CUDA device without CUDA is a StaleError
+    (``what``: the option or key the name came from, for messages)."""
+    name = check_device_name(name, what)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise StaleError(f"device {name}: CUDA is not available on this machine")
+            raise StaleError(f"{what} {name}: CUDA is not available on this machine")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise StaleError(f"device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise StaleError(f"{what} {name}: only {torch.cuda.device_count()} CUDA device(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise StaleError("device mps: not available on this machine")
+        raise StaleError(f"{what} mps: not available on this machine")
     return torch.device(name)
 
 
