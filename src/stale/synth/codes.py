@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stale.core.errors import StaleError
+from stale.synth.stats import unit
 
 #: Templates of the generator only. Tested to be disjoint from every template the package ships
 #: (the demo's ctx_init, the training-free detector's ensemble, ``stale text-embed``'s default).
@@ -85,8 +86,8 @@ def ensemble(names: Sequence[str], templates: Sequence[str], embed: TemplateEmbe
     """(K, E) float64: the normalised mean of the normalised embeddings of every (template,
     spelling) pair of each name."""
     spellings = [list(names)] + ([[paraphrase(n) for n in names]] if with_paraphrase else [])
-    rows = [_unit(np.asarray(embed(s, t), dtype=np.float64)) for s in spellings for t in templates]
-    return _unit(np.mean(rows, axis=0))
+    rows = [unit(np.asarray(embed(s, t), dtype=np.float64)) for s in spellings for t in templates]
+    return unit(np.mean(rows, axis=0))
 
 
 def class_codes(names: Sequence[str], cfg: ClassCodeConfig, embed: TemplateEmbedFn,
@@ -101,10 +102,7 @@ def class_codes(names: Sequence[str], cfg: ClassCodeConfig, embed: TemplateEmbed
     if cfg.perturbation > 0:
         mu = (reference if reference is not None else codes).mean(0)
         scale = float(np.sqrt(((codes - mu) ** 2).sum(1).mean()))
-        z = _unit(rng.standard_normal(codes.shape))
+        z = unit(rng.standard_normal(codes.shape))
         codes = codes + cfg.perturbation * scale * z
     return codes, reference
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

@@ -14,9 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` L2-normalised, in float64 (an all-zero row stays zero)."""
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+_unit = unit
 
 
 def nearest_prototype_accuracy(features: np.ndarray, labels: np.ndarray, prototypes: np.ndarray) -> float:

@@ -20,12 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from stale.synth.stats import collect
+from stale.synth.stats import collect, unit
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -61,18 +57,18 @@ def zero_shot_difficulty(dataset, seen: Sequence[str], unseen: Sequence[str], te
     idx = {c: i for i, c in enumerate(dataset.classes)}
     seen_i = np.array([idx[c] for c in seen])
     unseen_i = np.array([idx[c] for c in unseen])
-    text = _unit(text)
+    text = unit(text)
     data = collect(dataset, max_bg_per_video, seed)
     x, y, v = data["features"].astype(np.float64), data["labels"], data["video"]
     on_unseen = np.isin(y, unseen_i)
     on_seen = np.isin(y, seen_i)
 
     fit = ridge_map(x[on_seen], text[y[on_seen]])
-    mapped = _unit(np.concatenate([x, np.ones((len(x), 1))], 1) @ fit)
+    mapped = unit(np.concatenate([x, np.ones((len(x), 1))], 1) @ fit)
     out = {"unseen_snippets": int(on_unseen.sum()), "chance": 1.0 / len(unseen_i)}
     spaces = {"probe": mapped}
     if x.shape[1] == text.shape[1]:
-        spaces = {"nearest_text": _unit(x), **spaces}
+        spaces = {"nearest_text": unit(x), **spaces}
     for name, z in spaces.items():
         sims = z @ text.T                                                    # (N, K)
         pred = unseen_i[sims[on_unseen][:, unseen_i].argmax(1)]
