@@ -93,7 +93,6 @@ class SynthDataset:
         subsets = tuple(cfg.subsets) if cfg.subsets else self.layout.default_subsets
         self.videos: list[SourceVideo] = select_videos(all_videos, subsets, cfg.max_videos_per_subset, cfg.seed)
         self.class_index = {c: i for i, c in enumerate(self.classes)}
-        self.codes = emb
         self.encoder = RandomVisualEncoder(emb, cfg.dim, np.random.default_rng(np.random.SeedSequence([cfg.seed, 1])),
                                            cfg.encoder, reference)
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
