@@ -134,7 +134,7 @@ def test_total_is_weighted_sum():
     expect = (0.5 * terms.cls + 2 * terms.mask + 3 * terms.comp
               + 0.25 * terms.const)
     torch.testing.assert_close(terms.total, expect)
-    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const", "align"}
+    assert set(terms.values()) == {"total", "cls", "mask", "comp", "const", "align", "prompt"}
 
 
 @pytest.mark.parametrize("fg_rows", [None, [0, 1, 2, 3, 4, 5]])

@@ -63,6 +63,12 @@ class LossConfig:
         the true class to beat the other *seen* classes, and at CLIP's scale it saturates once the
         margin is there; this term keeps pulling snippets onto their class's text embedding, the
         map unseen classes are read through (docs/model.md, "Regularising towards transfer").
+    w_prompt: weight of an optional prompt anchor (KgCoOp-style, not in the paper):
+        ``mean_k (1 - cos(t_k, a_k))`` over the action classes of the batch, between the learned
+        prompt's text feature ``t_k`` and the frozen tower's hand-written template-ensemble
+        embedding ``a_k`` of the same name (through the same text projection), so the learned
+        context cannot drift the text side away from what CLIP says a class is
+        (docs/model.md, "Regularising towards transfer").
     const_weighting: ``hard`` (the paper: plain means over the detached top-k selections; only
         E_p / E_m get gradient) or ``soft`` (the same selections, each snippet weighted by its
         confidence, so the gradient also reaches the classification and mask outputs).
@@ -73,6 +79,7 @@ class LossConfig:
     w_comp: float = 1.0
     w_const: float = 1.0
     w_align: float = 0.0
+    w_prompt: float = 0.0
     lambda_dice: float = 0.4
     class_weights: list[float] | None = None
     const_topk: int = 10
@@ -82,7 +89,8 @@ class LossConfig:
     const_weighting: Literal["hard", "soft"] = "hard"
 
     def validate(self) -> None:
-        if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.w_align, self.lambda_dice) < 0:
+        if min(self.w_cls, self.w_mask, self.w_comp, self.w_const, self.w_align, self.w_prompt,
+               self.lambda_dice) < 0:
             raise StaleError("loss: weights and lambda_dice must be >= 0")
         if self.const_topk < 1:
             raise StaleError(f"loss.const_topk must be >= 1, got {self.const_topk}")
@@ -227,6 +235,8 @@ class STALELoss(nn.Module):
         learned = out.class_logits if out.prior_logits is None else out.class_logits - out.prior_logits
         align = (alignment_loss(learned, out.logit_scale, targets.snippet_labels, out.fg_hard)
                  if cfg.w_align > 0 else cls * 0.0)
+        prompt = out.prompt_gap.float() if out.prompt_gap is not None else cls * 0.0
         total = (cfg.w_cls * cls + cfg.w_mask * mask + cfg.w_comp * comp + cfg.w_const * const
-                 + cfg.w_align * align)
-        return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const, align=align)
+                 + cfg.w_align * align + cfg.w_prompt * prompt)
+        return LossTerms(total=total, cls=cls, mask=mask, comp=comp, const=const, align=align,
+                         prompt=prompt)

@@ -24,6 +24,7 @@ from stale.model.masking import MaskingConfig, RepresentationMasking
 from stale.model.outputs import ModelOutput
 from stale.model.prior import ClipPrior, PriorConfig
 from stale.model.temporal import TemporalConfig, TemporalEncoder
+from stale.text.embed import ENSEMBLE_TEMPLATES, CachedEnsemble
 
 
 @dataclass
@@ -79,6 +80,13 @@ class STALE(nn.Module):
             if tower is None:
                 raise StaleError("model.prior needs a CLIP text encoder with a tower")
             self.prior = ClipPrior(cfg.prior, tower, cfg.input_dim)
+        self.anchor = None
+        if cfg.loss.w_prompt > 0:
+            tower = getattr(text_encoder, "tower", None)
+            if tower is None:
+                raise StaleError("model.loss.w_prompt needs a CLIP text encoder with a tower "
+                                 "(text.encoder: transformer)")
+            self.anchor = CachedEnsemble(tower, ENSEMBLE_TEMPLATES)
 
     def _check_features(self, features: Tensor) -> None:
         if features.dim() != 3 or features.shape[-1] != self.cfg.input_dim:
@@ -130,8 +138,13 @@ class STALE(nn.Module):
         if self.prior is not None:
             prior = self.prior(features, class_names)                          # (B, T, K+1)
             class_logits = class_logits + prior.to(class_logits.dtype)
+        gap = None
+        if self.anchor is not None and self.training:
+            K = len(class_names)
+            anchor = self.text_proj(self.anchor(class_names).to(text.device, text.dtype))   # (K, C)
+            gap = (1.0 - torch.nn.functional.cosine_similarity(text[:K], anchor, dim=-1)).mean()
         return ModelOutput(
-            class_logits=class_logits, prior_logits=prior,
+            class_logits=class_logits, prior_logits=prior, prompt_gap=gap,
             mask_logits=self.localizer(f_vis),                                 # Eq. 8
             fg_logits=mask.fg_logits, fg_hard=mask.fg_hard, fg_weight=mask.fg_weight,
             fg_learned=mask.learned, text_features=text_v,

@@ -51,6 +51,8 @@ class ModelOutput:
     query_masks (B, Nz, T) or None. logit_scale: the classifier scale s (scalar tensor).
     prior_logits (B, T, K+1) or None: the CLIP prior's share of ``class_logits``
     (:mod:`stale.model.prior`), already added to them.
+    prompt_gap (scalar) or None: mean ``1 - cos`` between the learned prompts' text features and
+    their frozen hand-written anchors (only in training mode with ``loss.w_prompt`` > 0).
     """
 
     class_logits: Tensor
@@ -65,6 +67,7 @@ class ModelOutput:
     logit_scale: Tensor
     query_masks: Tensor | None = None
     prior_logits: Tensor | None = None
+    prompt_gap: Tensor | None = None
 
     def float(self) -> "ModelOutput":
         """Floating-point tensors cast to float32 (losses run in float32 under autocast)."""
@@ -122,7 +125,8 @@ class Targets:
 @dataclass
 class LossTerms:
     """The learning objective's terms (scalars): ``total`` and L_c, L_m, L_comp, L_const, and the
-    optional feature-to-text alignment term (0 unless ``loss.w_align`` > 0)."""
+    optional feature-to-text alignment term (0 unless ``loss.w_align`` > 0) and prompt anchor (0 unless
+    ``loss.w_prompt`` > 0)."""
 
     total: Tensor
     cls: Tensor
@@ -130,6 +134,7 @@ class LossTerms:
     comp: Tensor
     const: Tensor
     align: Tensor
+    prompt: Tensor
 
     def values(self) -> dict[str, float]:
         """Detached Python floats, keyed by term name (for logs and metrics)."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stale.core.errors import StaleError
-from stale.text.embed import ENSEMBLE_TEMPLATES, ensemble_embeddings
+from stale.text.embed import ENSEMBLE_TEMPLATES, CachedEnsemble
 
 
 @dataclass
@@ -81,26 +81,16 @@ class ClipPrior(nn.Module):
                              f"{input_dim} differs from the text tower's embedding size {embed_dim}; "
                              "set model.prior.weight=0 for features not aligned with text")
         self.cfg = cfg
-        # a plain attribute, not a submodule: the tower belongs to the text encoder
-        self.__dict__["tower"] = tower
+        self.embed = CachedEnsemble(tower, cfg.templates)
         init = torch.tensor(float(cfg.weight))
         if cfg.learn_weight:
             self.weight = nn.Parameter(init)
         else:
             self.register_buffer("weight", init)
-        self._cache: tuple[tuple[str, ...], Tensor] | None = None
 
     def class_embeddings(self, class_names: Sequence[str]) -> Tensor:
         """(K, E) frozen, L2-normalised template-ensemble embeddings of the class names."""
-        key = tuple(class_names)
-        frozen = not any(p.requires_grad for p in self.tower.parameters())
-        if frozen and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        with torch.no_grad():
-            emb = ensemble_embeddings(key, self.cfg.templates, self.tower)
-        if frozen:
-            self._cache = (key, emb)
-        return emb
+        return self.embed(class_names)
 
     def forward(self, features: Tensor, class_names: Sequence[str]) -> Tensor:
         text = self.class_embeddings(class_names).to(features.device)

@@ -87,6 +87,29 @@ def ensemble_embeddings(names: Sequence[str], templates: Sequence[str], tower: C
     return torch.nn.functional.normalize(embs.mean(0), dim=-1)
 
 
+class CachedEnsemble:
+    """``(names) -> (K, E)`` :func:`ensemble_embeddings` of a tower, computed without gradient
+    and cached per class list while the tower has no trainable parameter (a fine-tuned tower is
+    re-embedded on every call: its embeddings move). A plain object, not a module: the tower
+    belongs to whoever built it, and nothing here enters a checkpoint."""
+
+    def __init__(self, tower: ClipTextTower, templates: Sequence[str]):
+        self.tower = tower
+        self.templates = list(templates)
+        self._cache: tuple[tuple[str, ...], torch.Tensor] | None = None
+
+    def __call__(self, names: Sequence[str]) -> torch.Tensor:
+        key = tuple(names)
+        frozen = not any(p.requires_grad for p in self.tower.parameters())
+        if frozen and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        with torch.no_grad():
+            emb = ensemble_embeddings(key, self.templates, self.tower)
+        if frozen:
+            self._cache = (key, emb)
+        return emb
+
+
 def read_class_list(classes: str | None, classes_file: str | None) -> list[str]:
     """Class names from ``--classes`` or ``--classes-file`` (blank lines ignored, names stripped);
     a file that is not UTF-8, an empty list and a name listed twice are errors naming the source."""
