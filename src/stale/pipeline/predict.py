@@ -25,6 +25,7 @@ from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress
 from stale.core.output_checks import RUN_ARTEFACTS, Output, check_outputs
 from stale.data.dataset import VideoFeatureDataset, make_loader
+from stale.data.window_dataset import WindowedVideos
 from stale.pipeline.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
                                  relocate_inputs)
 from stale.pipeline.config import StaleConfig
@@ -41,9 +42,16 @@ PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "tex
                    "train.device", "train.amp", "train.threads", "two_stage.proposals")
 
 
-def detect_dataset(detector, dataset: VideoFeatureDataset, class_names: Sequence[str], batch_size: int,
+def detect_dataset(detector, dataset: VideoFeatureDataset | WindowedVideos, class_names: Sequence[str], batch_size: int,
                    device: torch.device, show_progress: bool = False) -> dict[str, list[dict]]:
-    """Results ``{video_id: [{"segment", "label", "score"}]}`` of ``detector`` on ``dataset``."""
+    """Results ``{video_id: [{"segment", "label", "score"}]}`` of ``detector`` on ``dataset``
+    (whole videos, or -- window mode -- the windows of :class:`WindowedVideos`, merged)."""
+    if isinstance(dataset, WindowedVideos):
+        from stale.model.decoding import InferenceConfig
+        from stale.pipeline.windowed import detect_windowed
+
+        return detect_windowed(detector, dataset, class_names, dataset.inference or InferenceConfig(),
+                               batch_size, device, show_progress)
     results: dict[str, list[dict]] = {}
     loader = make_loader(dataset, range(len(dataset)), batch_size, 0, device.type == "cuda")
     for batch in progress(loader, desc="detecting", total=len(loader), unit="batch", enabled=show_progress):
@@ -293,7 +301,8 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
     test = assemble_test(cfg, class_names, ann, subset, all_videos, strict_classes=not all_videos)
     table = read_video_scores(fuse_scores) if fuse_scores else None   # checked before the work
     needs_gt = getattr(run.detector, "needs_targets", False)
-    ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False)
+    ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False,
+                      for_detection=True)
     results = detect_dataset(run.detector, ds, class_names, batch_size, run.device, show_progress=True)
     external = {"used": False}
     if fuse_scores:

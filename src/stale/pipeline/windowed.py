@@ -1,0 +1,76 @@
+"""Detection with sliding windows (``data.sampling: window``, or ``--windows`` for a run trained
+in resize mode): any detector, windows batched across videos, detections merged per video.
+
+Windows of every video are produced one at a time (:class:`stale.data.window_dataset.WindowedVideos`)
+and packed into batches of ``batch_size`` windows, whatever video they come from; each batch is
+one call of the detector (``detector(features (B, T, D), class_names, durations (B,))``, the
+durations being the windows' spans). A video's detections are shifted into video seconds, clipped
+to its end, and merged by one Soft-NMS over the video (:func:`stale.model.window_merge.merge_detections`)
+as soon as its last window is done; the number kept grows with the video's length
+(:func:`stale.data.windows.grown_top_n`). Memory holds one batch of windows and the candidates of
+the videos in flight, whatever the videos' lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from stale.core.errors import StaleError
+from stale.core.logs import progress
+from stale.data.window_dataset import WindowedVideos
+from stale.data.windows import grown_top_n
+from stale.model.decoding import InferenceConfig
+from stale.model.window_merge import merge_detections
+
+
+def detect_windowed(detector, videos: WindowedVideos, class_names: Sequence[str], inference: InferenceConfig,
+                    batch_size: int, device: torch.device, show_progress: bool = False) -> dict[str, list[dict]]:
+    """Results ``{video_id: [{"segment", "label", "score"}]}`` (best first) of ``detector`` on
+    the windows of ``videos``; ``inference`` gives the merge's Soft-NMS and per-window ``top_n``."""
+    if getattr(detector, "needs_targets", False):
+        raise StaleError("this run uses ground-truth masks (inference.mask_source / model.masking.kind=gt): "
+                         "windowed detection is not supported for it; use data.sampling=resize")
+    names = list(class_names)
+    results: dict[str, list[dict]] = {}
+    pending: dict[int, list[np.ndarray]] = {}
+    batch: list = []
+
+    def run(items) -> None:
+        x = torch.from_numpy(np.stack([it.features for it in items])).to(device)
+        spans = [videos.plans[it.video].window_seconds for it in items]
+        det = detector(x, names, spans)
+        segs, labels = det.segments, det.label.cpu().numpy()
+        scores, valid = det.score.float().cpu().numpy(), det.valid.cpu().numpy()
+        for b, it in enumerate(items):
+            plan = videos.plans[it.video]
+            ok = valid[b]
+            off = float(plan.starts[it.k]) * plan.step
+            s = np.minimum(segs[b, ok, 0] + off, plan.duration)
+            e = np.minimum(segs[b, ok, 1] + off, plan.duration)
+            inside = s < plan.duration           # padding beyond a short video's end
+            pending.setdefault(it.video, []).append(
+                np.stack([s[inside], e[inside], labels[b, ok][inside], scores[b, ok][inside]], axis=1))
+            if it.last:
+                finish(it.video)
+
+    def finish(i: int) -> None:
+        plan = videos.plans[i]
+        cand = np.concatenate(pending.pop(i), axis=0)
+        s, e, lab, sc = merge_detections(cand[:, 0], cand[:, 1], cand[:, 2].astype(np.int64), cand[:, 3],
+                                         inference, grown_top_n(inference.top_n, plan.length, plan.window))
+        results[videos.video_ids[i]] = [{"segment": [float(a), float(b)], "label": names[int(c)], "score": float(d)}
+                                        for a, b, c, d in zip(s, e, lab, sc)]
+
+    total = videos.num_windows()
+    for item in progress(videos.iter_windows(), desc="detecting (windows)", total=total, unit="window",
+                         enabled=show_progress):
+        batch.append(item)
+        if len(batch) == batch_size:
+            run(batch)
+            batch = []
+    if batch:
+        run(batch)
+    return {vid: results[vid] for vid in videos.video_ids}
