@@ -34,6 +34,10 @@ class DataConfig:
     window_min_inside: window mode, training: an instance cut by a window edge is kept (clipped)
         when at least this share of it lies inside the window, else left out of that window
         (counted in ``data_report.json`` under ``windows``).
+    window_edge_weight: window mode, detection: a detection that touches an inner window edge
+        (a cut view of an action that may continue in the next window) has its score multiplied
+        by this before the windows are merged, so the complete view from a window holding the
+        whole action wins the merge's Soft-NMS; 1 treats both alike.
     missing_features: videos without a feature file: ``error`` or ``skip`` (counted in
         ``data_report.json``).
     blocked: ``api``, ``missing_features`` or files of video ids to remove.
@@ -51,6 +55,7 @@ class DataConfig:
     time_step: float | None = None
     window_overlap: float = 0.5
     window_min_inside: float = 0.5
+    window_edge_weight: float = 0.5
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"
     missing_features: Literal["error", "skip"] = "error"
@@ -76,6 +81,8 @@ class DataConfig:
             raise StaleError(f"data.window_overlap must be in [0, 0.95], got {self.window_overlap}")
         if not 0.0 <= self.window_min_inside <= 1.0:
             raise StaleError(f"data.window_min_inside must be in [0, 1], got {self.window_min_inside}")
+        if not 0.0 < self.window_edge_weight <= 1.0:
+            raise StaleError(f"data.window_edge_weight must be in (0, 1], got {self.window_edge_weight}")
         if self.cache_mb < 0:
             raise StaleError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
         if self.num_workers is not None and not 0 <= self.num_workers <= 64:

@@ -28,17 +28,20 @@ from stale.data.windows import CutCounts, WindowPlan, cut_segments, plan_windows
 @dataclass(frozen=True)
 class WindowSettings:
     """The window settings of a run: ``window`` T snippets, ``overlap``, ``time_step`` seconds
-    (None: the features' own rate), ``min_inside`` (edge-cut policy)."""
+    (None: the features' own rate), ``min_inside`` (edge-cut policy), ``edge_weight`` (score
+    factor of detections touching an inner window edge)."""
 
     window: int
     overlap: float = 0.5
     time_step: float | None = None
     min_inside: float = 0.5
+    edge_weight: float = 0.5
 
     @classmethod
     def of(cls, data_cfg) -> "WindowSettings":
         """The settings of a :class:`~stale.data.config.DataConfig`."""
-        return cls(data_cfg.num_snippets, data_cfg.window_overlap, data_cfg.time_step, data_cfg.window_min_inside)
+        return cls(data_cfg.num_snippets, data_cfg.window_overlap, data_cfg.time_step, data_cfg.window_min_inside,
+                   data_cfg.window_edge_weight)
 
 
 def native_length(store: FeatureReader, video_id: str) -> int:

@@ -5,7 +5,8 @@ Windows of every video are produced one at a time (:class:`stale.data.window_dat
 and packed into batches of ``batch_size`` windows, whatever video they come from; each batch is
 one call of the detector (``detector(features (B, T, D), class_names, durations (B,))``, the
 durations being the windows' spans). A video's detections are shifted into video seconds, clipped
-to its end, and merged by one Soft-NMS over the video (:func:`stale.model.window_merge.merge_detections`)
+to its end, cut views (touching an inner window edge) down-weighted by ``data.window_edge_weight``,
+and merged by one Soft-NMS over the video (:func:`stale.model.window_merge.merge_detections`)
 as soon as its last window is done; the number kept grows with the video's length
 (:func:`stale.data.windows.grown_top_n`). Memory holds one batch of windows and the candidates of
 the videos in flight, whatever the videos' lengths.
@@ -43,16 +44,22 @@ def detect_windowed(detector, videos: WindowedVideos, class_names: Sequence[str]
         spans = [videos.plans[it.video].window_seconds for it in items]
         det = detector(x, names, spans)
         segs, labels = det.segments, det.label.cpu().numpy()
-        scores, valid = det.score.float().cpu().numpy(), det.valid.cpu().numpy()
+        scores, valid = det.score.double().cpu().numpy(), det.valid.cpu().numpy()
         for b, it in enumerate(items):
             plan = videos.plans[it.video]
             ok = valid[b]
-            off = float(plan.starts[it.k]) * plan.step
+            w0 = int(plan.starts[it.k])
+            off = w0 * plan.step
             s = np.minimum(segs[b, ok, 0] + off, plan.duration)
             e = np.minimum(segs[b, ok, 1] + off, plan.duration)
+            # a cut view touches an inner edge: the window's start (not the video's) or its end
+            # (not the video's); eps: seconds come back through the snippet -> seconds product
+            eps = 1e-6 * plan.step
+            cut = ((s <= off + eps) & (w0 > 0)) | ((e >= off + plan.window_seconds - eps) & (w0 + plan.window < plan.length))
+            sc = np.where(cut, scores[b, ok] * videos.settings.edge_weight, scores[b, ok])
             inside = s < plan.duration           # padding beyond a short video's end
             pending.setdefault(it.video, []).append(
-                np.stack([s[inside], e[inside], labels[b, ok][inside], scores[b, ok][inside]], axis=1))
+                np.stack([s[inside], e[inside], labels[b, ok][inside], sc[inside]], axis=1))
             if it.last:
                 finish(it.video)
 
