@@ -43,23 +43,26 @@ def detect_windowed(detector, videos: WindowedVideos, class_names: Sequence[str]
         x = torch.from_numpy(np.stack([it.features for it in items])).to(device)
         spans = [videos.plans[it.video].window_seconds for it in items]
         det = detector(x, names, spans)
-        segs, labels = det.segments, det.label.cpu().numpy()
-        scores, valid = det.score.double().cpu().numpy(), det.valid.cpu().numpy()
+        labels, scores = det.label.cpu().numpy(), det.score.double().cpu().numpy()
+        valid = det.valid.cpu().numpy()
+        plans = [videos.plans[it.video] for it in items]
+        w0 = np.array([p.starts[it.k] for p, it in zip(plans, items)], dtype=np.int64)[:, None]   # (B, 1)
+        step = np.array([p.step for p in plans])[:, None]
+        dur = np.array([p.duration for p in plans])[:, None]
+        length = np.array([p.length for p in plans])[:, None]
+        off = w0 * step
+        s = np.minimum(det.segments[..., 0] + off, dur)                       # (B, n) video seconds
+        e = np.minimum(det.segments[..., 1] + off, dur)
+        # a cut view touches an inner edge: the window's start (not the video's) or its end (not
+        # the video's); eps: seconds come back through the snippet -> seconds product
+        eps = 1e-6 * step
+        span = videos.settings.window * step
+        cut = ((s <= off + eps) & (w0 > 0)) | ((e >= off + span - eps) & (w0 + videos.settings.window < length))
+        sc = np.where(cut, scores * videos.settings.edge_weight, scores)
+        keep = valid & (s < dur)                                             # not padding past a short video's end
         for b, it in enumerate(items):
-            plan = videos.plans[it.video]
-            ok = valid[b]
-            w0 = int(plan.starts[it.k])
-            off = w0 * plan.step
-            s = np.minimum(segs[b, ok, 0] + off, plan.duration)
-            e = np.minimum(segs[b, ok, 1] + off, plan.duration)
-            # a cut view touches an inner edge: the window's start (not the video's) or its end
-            # (not the video's); eps: seconds come back through the snippet -> seconds product
-            eps = 1e-6 * plan.step
-            cut = ((s <= off + eps) & (w0 > 0)) | ((e >= off + plan.window_seconds - eps) & (w0 + plan.window < plan.length))
-            sc = np.where(cut, scores[b, ok] * videos.settings.edge_weight, scores[b, ok])
-            inside = s < plan.duration           # padding beyond a short video's end
-            pending.setdefault(it.video, []).append(
-                np.stack([s[inside], e[inside], labels[b, ok][inside], sc[inside]], axis=1))
+            k = keep[b]
+            pending.setdefault(it.video, []).append(np.stack([s[b, k], e[b, k], labels[b, k], sc[b, k]], axis=1))
             if it.last:
                 finish(it.video)
 
