@@ -88,3 +88,31 @@ def test_window_settings_are_checked(tiny_dataset, tiny_config, tmp_path, capsys
                        ("data.time_step=-1", "data.time_step"), ("data.window_edge_weight=0", "data.window_edge_weight")):
         rc = main(["train", str(tiny_config), *data_args(tiny_dataset), "--set", bad, "--out", str(tmp_path / "r")])
         assert rc == 2 and field in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def clip_space_data(tiny_dataset_factory, tmp_path_factory):
+    """A tiny dataset in the 24-d space of the test text tower (B-I and the CLIP detector need it)."""
+    return tiny_dataset_factory(tmp_path_factory.mktemp("win24"), dim=24, n_train=8, n_val=4)
+
+
+@pytest.mark.parametrize("method", ["linear_probe", "two_stage", "clip_detector"])
+def test_every_baseline_predicts_in_window_mode(method, clip_space_data, tiny_config, tmp_path):
+    import stale
+
+    run = stale.train(tiny_config, tmp_path / "run", overrides=[
+        *(a for a in data_args(clip_space_data) if a != "--set"), "model.input_dim=24", "data.features.dim=24",
+        "data.sampling=window", f"method={method}", "train.epochs=1", "train.threads=1"])
+    out = tmp_path / "p.json"
+    stale.predict(run, out, subset="validation", threads=1)
+    res = json.loads(out.read_text())["results"]
+    ann = json.loads((clip_space_data / "annotations.json").read_text())["database"]
+    assert sorted(res) == sorted(v for v, e in ann.items() if e["subset"] == "validation")
+    assert sum(len(items) for items in res.values()) > 0
+    for vid, items in res.items():
+        assert all(0 <= d["segment"][0] < d["segment"][1] <= ann[vid]["duration"] + 1e-6 for d in items)
+    loaded = stale.load_run(run, "cpu")
+    vid = sorted(res)[0]
+    one = loaded.detect(clip_space_data / "features" / f"{vid}.npy", loaded.classes["test"],
+                        duration=ann[vid]["duration"])
+    assert json.loads(json.dumps(one)) == res[vid]
