@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_feature_sources import environment  # noqa: E402  (the header every benchmark prints)
 
 _MARK = "BENCH_RESULT "
 
@@ -115,12 +117,6 @@ def measure(minutes, modes, rate: float = 7.5, dim: int = 128, config: str = "de
                 rows.append({"minutes": m, "features": n, "mode": mode, **run_child(args, isolate)})
             path.unlink()
     return rows
-
-
-def environment() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, 1-min load {load:.2f}, Python {platform.python_version()}")
 
 
 def format_table(rows: list[dict], header: str) -> str:
