@@ -11,8 +11,9 @@ For each length it writes one seeded random ``.npy`` of ``minutes * 60 * rate`` 
 runs ``LoadedRun.detect`` on the file once: ``resize`` (the whole video resampled to
 ``data.num_snippets``) or ``window`` (windows of ``num_snippets`` snippets at ``--time-step``
 seconds, default the features' own rate, read from the memory-mapped file a window at a time
-and merged). It reports the wall time of the call, the child's peak RSS (``ru_maxrss``), that
-peak minus the RSS before the call (what detection added), windows and detections. The target
+and merged). It reports the wall time of the call, the child's peak RSS during the call (VmHWM
+reset just before it; Linux), that peak minus the RSS before the call (what detection added),
+windows and detections. The target
 of issue 19: window time linear in the length, its added memory flat.
 """
 
@@ -43,6 +44,29 @@ def rss_mib() -> float:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return 0.0
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux: ``5`` into /proc/self/clear_refs), so the peak
+    read after the call is the call's own; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mib() -> float:
+    """Peak RSS since the last :func:`reset_peak` (VmHWM), else the process's lifetime peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_video(path: Path, minutes: float, rate: float, dim: int, seed: int = 0) -> tuple[int, float]:
@@ -78,11 +102,12 @@ def child(args: dict) -> dict:
                     torch.device("cpu"))
     run._scale = {"snippet_s": None, "action_s": None}   # no annotations: no warning, native-rate windows
     before = rss_mib()
+    reset_peak()
     t0 = time.perf_counter()
     items = run.detect(args["path"], args["classes"], args["duration"], windows=args["mode"] == "window",
                        batch_size=int(args["batch"]))
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     T = cfg.data.num_snippets
     windows = (num_windows(num_steps(args["duration"], args["n"], cfg.data.time_step), T, cfg.data.window_overlap)
                if args["mode"] == "window" else 1)
