@@ -320,8 +320,9 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
 
         ckpt = find_checkpoint(opts.run)
         run_files = [ckpt, ckpt.parent / "config.yaml", ckpt.parent / "classes.json"]
-    detector_key = {"run": str(Path(opts.run).resolve()) if opts.run else None, "overrides": list(opts.overrides),
-                    "windows": bool(opts.windows)}
+    detector_key = {"run": str(Path(opts.run).resolve()) if opts.run else None, "overrides": list(opts.overrides)}
+    if opts.windows:   # only when asked: folders written before --windows existed still resume
+        detector_key["windows"] = True
     extract_key = {"arch": opts.arch, "weights": str(Path(weights_file).resolve()) if weights_file else opts.weights,
                    "seed": opts.seed if opts.weights == "random" else None, "clip_frames": opts.clip_frames,
                    "stride": opts.stride, "frames_per_clip": opts.frames_per_clip}
