@@ -311,11 +311,12 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
             gt_out: str | os.PathLike | None = None, batch_size: int = 32, device: str = "auto",
             threads: int | None = None, overrides: Sequence[str] = (), annotations: str | os.PathLike | None = None,
             features: str | os.PathLike | None = None, fuse_video_scores: str | os.PathLike | None = None,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False, windows: bool = False) -> dict:
     """Detect with a trained run on a subset's videos and write the results file (``stale
     predict``), and with ``gt_out`` the ground truth of exactly these classes and videos.
-    ``classes``: names, ``"a,b"`` or ``"@FILE"`` (default: the run's test classes). Returns the
-    results file's payload."""
+    ``classes``: names, ``"a,b"`` or ``"@FILE"`` (default: the run's test classes). ``windows``:
+    slide windows over the videos (``data.sampling=window``; a run trained in resize mode uses
+    its training snippet length as the time step). Returns the results file's payload."""
     from stale.core.errors import StaleError
     from stale.pipeline.predict import load_run as _load
     from stale.pipeline.predict import read_class_names, run_prediction
@@ -325,6 +326,9 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
         raise StaleError(f"--batch-size must be >= 1, got {batch_size}")
     set_threads(threads)
     names = read_class_names(classes)
+    if not isinstance(windows, bool):
+        raise StaleError(f"windows must be True or False, got {windows!r}")
+    overrides = [*overrides, "data.sampling=window"] if windows else overrides
     loaded = _load(run, device, overrides, annotations=annotations, features=features)
     return run_prediction(loaded, out, subset=subset, classes=names, all_videos=all_videos, batch_size=batch_size,
                           fuse_scores=fuse_video_scores, gt_out=gt_out, overwrite=overwrite,

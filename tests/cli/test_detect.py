@@ -307,3 +307,26 @@ def test_a_second_detect_into_one_folder_is_refused(media, tmp_path):
                   "--out", out, "--clip-frames", "4", "--stride", "4", "--no-progress")
     assert p.returncode == 2 and "another stale detect (process" in p.stderr
     assert not (out / "detections.json").exists() and not (out / "features").exists()
+
+
+def test_windows_with_a_trained_run(media, runs, tmp_path):
+    out = tmp_path / "windows"
+    p = stale("detect", media["videos"] / "bars.mp4", "--classes", "high jump,long jump", "--run", runs[32],
+              "--windows", "--weights", media["clip"], "--out", out, "--clip-frames", "4", "--stride", "4",
+              "--no-progress")
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((out / "detections.json").read_text())
+    assert res["detector"].endswith("sliding windows")
+    assert json.loads((out / "detect.json").read_text())["detector"]["windows"] is True
+    items = res["results"]["bars"]
+    assert items and all(0 <= d["segment"][0] < d["segment"][1] <= 8.0 + 1e-6 for d in items)
+    import stale as api
+
+    run = api.load_run(runs[32], "cpu")
+    want = run.detect(out / "features" / "bars.npy", ["high jump", "long jump"], windows=True)
+    assert items == json.loads(json.dumps(sorted(want, key=lambda d: -d["score"])))
+    assert want != run.detect(out / "features" / "bars.npy", ["high jump", "long jump"], windows=False)
+    # --windows needs a run
+    q = stale("detect", media["videos"] / "bars.mp4", "--classes", "high jump", "--windows", "--weights",
+              media["clip"], "--out", tmp_path / "nowin")
+    assert q.returncode == 2 and "--windows: needs --run" in q.stderr

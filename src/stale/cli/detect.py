@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="detector setting: without --run a training-free detector field (temperature=0.02, "
                              "segments.smooth=9); with --run an inference setting (inference.top_k=20)")
+    parser.add_argument("--windows", action="store_true",
+                        help="with --run: slide overlapping windows over each video and merge their detections "
+                             "(for long videos with a run trained in resize mode; docs/windows.md)")
     parser.add_argument("--subtitle-top", type=int, default=10, help="best detections per video in the .srt (default 10)")
     parser.add_argument("--subtitle-min-score", type=float, default=0.0,
                         help="lowest score written to the .srt (default 0)")
@@ -57,7 +60,8 @@ def run(args) -> int:
                  stride=args.stride, frames_per_clip=args.frames_per_clip, batch_size=args.batch_size,
                  device=args.device, overrides=list(args.overrides), subtitle_top=args.subtitle_top,
                  subtitle_min_score=args.subtitle_min_score, timeline_top=args.timeline_top, skip_bad=args.skip_bad,
-                 allow_truncated=args.allow_truncated, progress=not args.no_progress)
+                 allow_truncated=args.allow_truncated, progress=not args.no_progress,
+                 windows=args.windows)
     n = sum(len(v) for v in res.results.values())
     print(f"{n} detections in {len(res.results)} videos ({res.detector})")
     for vid, t in res.timings.items():

@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an inference setting, e.g. --set inference.top_k=20")
+    parser.add_argument("--windows", action="store_true",
+                        help="slide overlapping windows over each video and merge their detections "
+                             "(data.sampling=window; docs/windows.md)")
     parser.add_argument("--fuse-video-scores", default=None, metavar="JSON",
                         help="REPRODUCTION ONLY: relabel with an external closed-set classifier's "
                              "video scores {video: {class: score}}; output marked as not zero-shot")
@@ -36,5 +39,5 @@ def run(args):
     predict(args.run, args.out, subset=args.subset, classes=args.classes, all_videos=args.all_videos,
             gt_out=args.gt_out, batch_size=args.batch_size, device=args.device, threads=args.threads,
             overrides=args.overrides, annotations=args.annotations, features=args.features,
-            fuse_video_scores=args.fuse_video_scores, overwrite=args.overwrite)
+            fuse_video_scores=args.fuse_video_scores, overwrite=args.overwrite, windows=args.windows)
     return 0

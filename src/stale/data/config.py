@@ -22,7 +22,22 @@ class DataConfig:
 
     dataset: ``thumos14`` | ``activitynet`` select the standard class splits; any other name is
         allowed for user data (then give the split as files, or use closed-set).
-    num_snippets: T, every video is resampled to this many snippets (paper: 256 / 100).
+    num_snippets: T, every video is resampled to this many snippets (paper: 256 / 100); with
+        ``sampling: window`` the length of one window instead.
+    sampling: ``resize`` (the paper: every video resampled to ``num_snippets``, whatever its
+        length) or ``window`` (snippets at a fixed time step; training on windows of
+        ``num_snippets`` cut from the videos, inference on overlapping windows whose detections
+        are merged; :mod:`stale.data.windows`, docs/windows.md).
+    time_step: window mode: seconds per snippet; ``null`` = the features' own rate (one
+        snippet per feature).
+    window_overlap: window mode: share of a window that overlaps the next, in [0, 0.95].
+    window_min_inside: window mode, training: an instance cut by a window edge is kept (clipped)
+        when at least this share of it lies inside the window, else left out of that window
+        (counted in ``data_report.json`` under ``windows``).
+    window_edge_weight: window mode, detection: a detection that touches an inner window edge
+        (a cut view of an action that may continue in the next window) has its score multiplied
+        by this before the windows are merged, so the complete view from a window holding the
+        whole action wins the merge's Soft-NMS; 1 treats both alike.
     missing_features: videos without a feature file: ``error`` or ``skip`` (counted in
         ``data_report.json``).
     blocked: ``api``, ``missing_features`` or files of video ids to remove.
@@ -36,6 +51,11 @@ class DataConfig:
     annotations: str = "builtin:thumos14"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     num_snippets: int = 256
+    sampling: Literal["resize", "window"] = "resize"
+    time_step: float | None = None
+    window_overlap: float = 0.5
+    window_min_inside: float = 0.5
+    window_edge_weight: float = 0.5
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"
     missing_features: Literal["error", "skip"] = "error"
@@ -53,6 +73,16 @@ class DataConfig:
     def validate(self) -> None:
         if self.num_snippets < 2 or self.num_snippets > 4096:
             raise StaleError(f"data.num_snippets must be in [2, 4096], got {self.num_snippets}")
+        if self.sampling not in ("resize", "window"):
+            raise StaleError(f"data.sampling must be 'resize' or 'window', got {self.sampling!r}")
+        if self.time_step is not None and not (isinstance(self.time_step, (int, float)) and self.time_step > 0):
+            raise StaleError(f"data.time_step must be a positive number of seconds or null, got {self.time_step!r}")
+        if not 0.0 <= self.window_overlap <= 0.95:
+            raise StaleError(f"data.window_overlap must be in [0, 0.95], got {self.window_overlap}")
+        if not 0.0 <= self.window_min_inside <= 1.0:
+            raise StaleError(f"data.window_min_inside must be in [0, 1], got {self.window_min_inside}")
+        if not 0.0 < self.window_edge_weight <= 1.0:
+            raise StaleError(f"data.window_edge_weight must be in (0, 1], got {self.window_edge_weight}")
         if self.cache_mb < 0:
             raise StaleError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
         if self.num_workers is not None and not 0 <= self.num_workers <= 64:

@@ -105,7 +105,8 @@ def _run_cell(spec: Spec, root: Path, folder: Path, cell: Cell, extra: list[str]
     test = assemble_test(run.cfg)
     classes = list(test.classes)
     ds = make_dataset(test.videos, test.store, run.cfg,
-                      classes=classes if getattr(run.detector, "needs_targets", False) else None, cache=False)
+                      classes=classes if getattr(run.detector, "needs_targets", False) else None, cache=False,
+                      for_detection=True)
     gt = test.ground_truth.to_activitynet_json()
     scored = zero_shot(run, test, ds, tiou_of(spec, cell, run.cfg),
                        permute_seed=cell.seed if variant.permute_names else None, ground_truth=gt)

@@ -155,10 +155,12 @@ def cell_overrides(spec: Spec, cell: Cell, data_dir: Path, extra: Sequence[str],
 def _synth_config(synth: dict):
     from stale.synth.presets import preset
 
-    bad = sorted(set(synth) - {"preset", "seed", "max_videos_per_subset"})
+    bad = sorted(set(synth) - {"preset", "seed", "max_videos_per_subset", "length_factor"})
     if bad:
-        raise StaleError(f"synth: unknown key(s) {', '.join(bad)} (preset, seed, max_videos_per_subset)")
-    return preset(str(synth["preset"]), int(synth.get("seed", 0)), synth.get("max_videos_per_subset"))
+        raise StaleError(f"synth: unknown key(s) {', '.join(bad)} (preset, seed, max_videos_per_subset, "
+                         f"length_factor)")
+    return preset(str(synth["preset"]), int(synth.get("seed", 0)), synth.get("max_videos_per_subset"),
+                  int(synth.get("length_factor", 1)))
 
 
 def check_data(spec: Spec, data_dir: Path) -> None:
@@ -175,6 +177,8 @@ def check_data(spec: Spec, data_dir: Path) -> None:
             continue
         meta = read_json(meta_file)
         have = meta.get("config") if isinstance(meta, dict) else None
+        if isinstance(have, dict):
+            have = {"length_factor": 1, **have}   # written before the key existed: the default
         want = json.loads(json.dumps(to_dict(_synth_config(ds.synth))))
         if have != want:
             keys = sorted(k for k in want if not isinstance(have, dict) or have.get(k) != want[k])

@@ -172,6 +172,12 @@ def list_specs() -> list[str]:
     return sorted(p.stem for p in root.glob("*.yaml"))
 
 
+#: settings besides ``inference.*`` that a variant reusing runs may change at prediction (windowed
+#: detection of a run trained in resize mode: stale.pipeline.windowed)
+PREDICT_KEYS = ("two_stage.proposals", "data.sampling", "data.time_step", "data.window_overlap",
+                "data.window_edge_weight")
+
+
 def load_spec(ref: str | os.PathLike | dict) -> Spec:
     """Parse and check a spec (a file, a shipped name, or an already-parsed mapping)."""
     from stale.core.config import load_yaml
@@ -240,9 +246,9 @@ def load_spec(ref: str | os.PathLike | dict) -> Spec:
                                  f"overrides, not 'overrides'")
         for o in v.predict:
             key = o.split("=", 1)[0]
-            if not (key.startswith("inference.") or key == "two_stage.proposals"):
+            if not (key.startswith("inference.") or key in PREDICT_KEYS):
                 raise StaleError(f"{where}: variants.{v.name}.predict: {o!r}: prediction can change "
-                                 f"inference.* and two_stage.proposals only")
+                                 f"inference.*, {', '.join(PREDICT_KEYS)} only")
     reference = data.get("reference")
     if reference is not None and str(reference) not in by_name:
         raise StaleError(f"{where}: reference {reference!r} is not a variant of the spec "

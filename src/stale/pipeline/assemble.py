@@ -28,6 +28,7 @@ from stale.core.logs import get_logger
 from stale.data.annotations import AnnotationPolicy, AnnotationSet, Video, load_annotations
 from stale.data.dataset import VideoFeatureDataset
 from stale.data.features import FeatureReader, FeatureScan, open_features
+from stale.data.window_dataset import WindowDataset, WindowedVideos, WindowSettings, training_windows
 from stale.data.splits import load_split, random_split, read_split_files, validate_split
 from stale.model.labels import LabelStats, targets_for_video
 from stale.model.outputs import Targets
@@ -58,6 +59,7 @@ class DataReport:
     features: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
     videos: dict = field(default_factory=dict)
+    windows: dict = field(default_factory=dict)   # window mode: training windows and edge-cut counts
 
     def to_dict(self) -> dict:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items()}
@@ -241,15 +243,26 @@ def label_stats(videos: Sequence[Video], classes: Sequence[str], cfg: StaleConfi
 
 
 def make_dataset(videos: Sequence[Video], store: FeatureReader, cfg: StaleConfig,
-                 classes: Sequence[str] | None = None, cache: bool = True) -> VideoFeatureDataset:
-    """Streamed features of ``videos`` (with training targets for ``classes`` when given)."""
+                 classes: Sequence[str] | None = None, cache: bool = True, for_detection: bool = False):
+    """Streamed features of ``videos`` (with training targets for ``classes`` when given).
+
+    Resize mode: a :class:`VideoFeatureDataset` (one item per video). Window mode
+    (``data.sampling: window``): a :class:`WindowDataset` of training windows, or -- with
+    ``for_detection`` -- the :class:`WindowedVideos` that ``detect_dataset`` slides windows over."""
+    if cfg.data.sampling == "window" and for_detection:
+        windowed = WindowedVideos.from_store(videos, store, WindowSettings.of(cfg.data))
+        windowed.inference = cfg.inference
+        return windowed
     target_fn = collate = None
     if classes is not None:
         target_fn = partial(targets_for_video, classes=list(classes), num_snippets=cfg.data.num_snippets,
                             cfg=cfg.labels)
         collate = Targets.stack
-    return VideoFeatureDataset(videos, store, cfg.data.num_snippets, target_fn, collate,
-                               cache_bytes=cfg.data.cache_mb * 2**20 if cache else 0)
+    cache_bytes = cfg.data.cache_mb * 2**20 if cache else 0
+    if cfg.data.sampling == "window":
+        return WindowDataset(videos, store, WindowSettings.of(cfg.data), cfg.train.seed, target_fn, collate,
+                             cache_bytes)
+    return VideoFeatureDataset(videos, store, cfg.data.num_snippets, target_fn, collate, cache_bytes=cache_bytes)
 
 
 def num_workers(cfg: StaleConfig, device_type: str) -> int:
@@ -337,7 +350,19 @@ def assemble_training(cfg: StaleConfig, progress: bool = False) -> TrainingData:
     if not fit:
         raise StaleError("no training videos left after holding out videos for model selection")
     check_features([*fit, *val, *sel_videos], store, cfg.model.input_dim, report, progress)
-    stats = label_stats([*fit, *val], classes, cfg)
+    if cfg.data.sampling == "window":
+        # the training items are windows: their instances (edge-cut policy) are what is labelled
+        windows, cuts = training_windows([*fit, *val], store, WindowSettings.of(cfg.data), cfg.train.seed)
+        report.windows = {"windows": len(windows), "videos": len(fit) + len(val), **cuts.to_dict(),
+                          "min_inside": cfg.data.window_min_inside, "time_step": cfg.data.time_step,
+                          "window": cfg.data.num_snippets, "overlap": cfg.data.window_overlap}
+        log.info("window mode: %d training windows of %d snippets from %d videos; instances: %d inside a "
+                 "window, %d cut by an edge and kept (>= %.0f%% inside), %d cut and left out", len(windows),
+                 cfg.data.num_snippets, len(fit) + len(val), cuts.inside, cuts.cut_kept,
+                 100 * cfg.data.window_min_inside, cuts.cut_dropped)
+        stats = label_stats([w.window_video for w in windows], classes, cfg)
+    else:
+        stats = label_stats([*fit, *val], classes, cfg)
     report.labels = stats.__dict__.copy()
     report.videos = {"train": len(fit), "heldout": len(val), "selection": len(sel_videos)}
     return TrainingData(ann, protocol, store, classes, fit, val, report, pseudo, sel_videos)

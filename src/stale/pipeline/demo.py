@@ -141,7 +141,7 @@ def run_demo(opts: DemoOptions) -> dict:
     log.info("[3/5] detecting the unseen classes in the test videos ...")
     t0 = time.perf_counter()
     videos, unseen = test.videos, list(test.classes)
-    dataset = make_dataset(videos, test.store, cfg)
+    dataset = make_dataset(videos, test.store, cfg, for_detection=True)
     device = torch.device("cpu")
     gt = test.ground_truth.to_activitynet_json()
     scored = {}

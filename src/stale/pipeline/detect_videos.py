@@ -73,6 +73,9 @@ class DetectOptions:
     subtitle_top / subtitle_min_score: which detections become subtitles (best first).
     skip_bad / allow_truncated: unreadable / truncated videos, as in ``stale extract``.
     timeline_top: detections per class drawn in the PNG timeline.
+    windows: with ``run``: slide windows over each video (:meth:`LoadedRun.detect`), whatever mode
+        the run was trained in; without it a run trained in resize mode resizes each video and
+        warns (one line) when its snippets are longer than the run's typical action.
     """
 
     classes: Sequence[str] | str
@@ -93,8 +96,11 @@ class DetectOptions:
     skip_bad: bool = False
     allow_truncated: bool = False
     progress: bool = True
+    windows: bool = False
 
     def validate(self) -> None:
+        if self.windows and self.run is None:
+            raise StaleError("--windows: needs --run (the training-free detector takes every feature as it is)")
         for name in ("subtitle_top", "timeline_top"):
             if int(getattr(self, name)) < 1:
                 raise StaleError(f"{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
@@ -315,6 +321,8 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
         ckpt = find_checkpoint(opts.run)
         run_files = [ckpt, ckpt.parent / "config.yaml", ckpt.parent / "classes.json"]
     detector_key = {"run": str(Path(opts.run).resolve()) if opts.run else None, "overrides": list(opts.overrides)}
+    if opts.windows:   # only when asked: folders written before --windows existed still resume
+        detector_key["windows"] = True
     extract_key = {"arch": opts.arch, "weights": str(Path(weights_file).resolve()) if weights_file else opts.weights,
                    "seed": opts.seed if opts.weights == "random" else None, "clip_frames": opts.clip_frames,
                    "stride": opts.stride, "frames_per_clip": opts.frames_per_clip}
@@ -333,11 +341,17 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
                     "benchmarks only)", encoder.description)
     if opts.run is not None:
         run, description = _run_detector(opts, encoder, classes, device)
-        detect_one = lambda feats, duration: run.detect(feats, classes, duration)   # noqa: E731
+        windows = True if opts.windows else None   # None: as the run was trained
+
+        def detect_one(path, duration):   # the path: windows memory-map it, a window at a time
+            return run.detect(path, classes, duration, windows=windows, name=path.stem)
+        if opts.windows:
+            description += ", sliding windows"
     else:
         detector, description = _clip_detector(opts, encoder, classes, device)
 
-        def detect_one(feats, duration):
+        def detect_one(path, duration):
+            feats = np.load(path)
             x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
             return detector(x, classes, [duration]).to_lists(classes)[0]
     t_models = time.perf_counter() - t0
@@ -370,9 +384,8 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
         if str(video) in summary.bad:
             continue
         info = meta["videos"][vid]
-        feats = np.load(feat_dir / f"{vid}.npy")
         t0 = time.perf_counter()
-        items = detect_one(feats, float(info["duration"]))
+        items = detect_one(feat_dir / f"{vid}.npy", float(info["duration"]))
         t_det = time.perf_counter() - t0
         results[vid] = sorted(items, key=lambda d: -d["score"])
         cached = vid in summary.resumed

@@ -25,6 +25,7 @@ from stale.core.io import atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress
 from stale.core.output_checks import RUN_ARTEFACTS, Output, check_outputs
 from stale.data.dataset import VideoFeatureDataset, make_loader
+from stale.data.window_dataset import WindowedVideos
 from stale.pipeline.assemble import (assemble_test, check_prompts, load_run_annotations, make_dataset,
                                  relocate_inputs)
 from stale.pipeline.config import StaleConfig
@@ -41,9 +42,16 @@ PREDICT_MAY_SET = ("inference.", "data.", "text.weights", "text.cache_dir", "tex
                    "train.device", "train.amp", "train.threads", "two_stage.proposals")
 
 
-def detect_dataset(detector, dataset: VideoFeatureDataset, class_names: Sequence[str], batch_size: int,
+def detect_dataset(detector, dataset: VideoFeatureDataset | WindowedVideos, class_names: Sequence[str], batch_size: int,
                    device: torch.device, show_progress: bool = False) -> dict[str, list[dict]]:
-    """Results ``{video_id: [{"segment", "label", "score"}]}`` of ``detector`` on ``dataset``."""
+    """Results ``{video_id: [{"segment", "label", "score"}]}`` of ``detector`` on ``dataset``
+    (whole videos, or -- window mode -- the windows of :class:`WindowedVideos`, merged)."""
+    if isinstance(dataset, WindowedVideos):
+        from stale.model.decoding import InferenceConfig
+        from stale.pipeline.windowed import detect_windowed
+
+        return detect_windowed(detector, dataset, class_names, dataset.inference or InferenceConfig(),
+                               batch_size, device, show_progress)
     results: dict[str, list[dict]] = {}
     loader = make_loader(dataset, range(len(dataset)), batch_size, 0, device.type == "cuda")
     for batch in progress(loader, desc="detecting", total=len(loader), unit="batch", enabled=show_progress):
@@ -70,32 +78,89 @@ class LoadedRun:
         return getattr(self.detector, "model", None)
 
     def detect(self, features, classes: Sequence[str] | str, duration: float | None = None,
-               top: int | None = None) -> list[dict]:
+               top: int | None = None, windows: bool | None = None, name: str = "video",
+               batch_size: int = 32) -> list[dict]:
         """Detections ``[{"segment": [s, e], "label", "score"}]`` (best first) in one video.
 
         ``features``: a (T, D) array/tensor or the path of a ``.npy`` file of native-rate
         features; ``classes``: names (a list or a comma-separated string); ``duration``: the
         video's length in seconds (default: from ``videos.json`` next to the ``.npy`` when
         ``stale extract`` wrote it, else from the run's annotation file when it lists the video).
+        ``windows``: None follows the run (``data.sampling``); True slides windows over the video
+        (:meth:`window_settings`; a ``.npy`` is then memory-mapped and read a window at a time);
+        False resizes it to ``data.num_snippets`` snippets, with a one-line warning (naming
+        ``name``) when its snippets are longer than the run's typical action.
         """
         names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
         names = check_listed_names(names, "detect: classes")
         check_prompts(self.cfg, [names])
+        if windows is not None and not isinstance(windows, bool):
+            raise StaleError(f"detect: windows must be True, False or None, got {windows!r}")
+        use_windows = self.cfg.data.sampling == "window" if windows is None else windows
         if duration is None and isinstance(features, (str, Path)):
             duration = self._annotated_duration(Path(features))
-        arr, duration = _features_and_duration(features, duration)
+        arr, duration = _features_and_duration(features, duration, lazy=use_windows)
         if arr.ndim != 2 or arr.shape[1] != self.cfg.model.input_dim or arr.shape[0] < 1:
             raise StaleError(f"detect: features have shape {tuple(arr.shape)}, the run expects "
                              f"(T, {self.cfg.model.input_dim}) with T >= 1")
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
             raise StaleError(f"detect: top must be a whole number >= 1 (or None), got {top!r}")
+        if use_windows:
+            from stale.data.window_dataset import WindowedVideos
+            from stale.pipeline.windowed import detect_windowed
+
+            videos = WindowedVideos([name], [duration], [arr.shape[0]], lambda _: arr, self.window_settings(),
+                                    _finite_rows)
+            items = detect_windowed(self.detector, videos, names, self.cfg.inference, batch_size, self.device)[name]
+            return items[:top] if top else items
         from stale.data.timeline import resample_features
 
+        self.warn_if_too_long(duration, name)
         x = torch.from_numpy(resample_features(np.ascontiguousarray(arr, dtype=np.float32),
                                                self.cfg.data.num_snippets))
         det = self.detector(x.unsqueeze(0).to(self.device), names, [duration])
         items = det.to_lists(names)[0]
         return items[:top] if top else items
+
+    def training_scale(self) -> dict:
+        """``{"snippet_s", "action_s"}``: the median training video's snippet length in resize
+        mode (median duration / T) and the median training action length, in seconds, from the
+        run's annotations (None each when they cannot be read)."""
+        if not hasattr(self, "_scale"):
+            scale: dict = {"snippet_s": None, "action_s": None}
+            try:
+                sub = load_run_annotations(self.cfg).subset(self.cfg.data.train_subset)
+            except StaleError:
+                sub = None
+            if sub is not None and len(sub):
+                scale["snippet_s"] = float(np.median([v.duration for v in sub])) / self.cfg.data.num_snippets
+                lengths = [s.end - s.start for v in sub for s in v.segments]
+                scale["action_s"] = float(np.median(lengths)) if lengths else None
+            self._scale = scale
+        return self._scale
+
+    def window_settings(self):
+        """Windows for this run: its own (``data.sampling: window``), or -- for a run trained in
+        resize mode -- windows of ``num_snippets`` snippets at the snippet length it was trained
+        at (median training duration / T; the features' own rate when that is unknown)."""
+        from stale.data.window_dataset import WindowSettings
+
+        if self.cfg.data.sampling == "window":
+            return WindowSettings.of(self.cfg.data)
+        return WindowSettings(self.cfg.data.num_snippets, self.cfg.data.window_overlap,
+                              self.training_scale()["snippet_s"], self.cfg.data.window_min_inside)
+
+    def warn_if_too_long(self, duration: float, name: str = "video") -> bool:
+        """Log one line (and return True) when resizing a video of ``duration`` seconds gives
+        snippets longer than the run's typical training action."""
+        step = float(duration) / self.cfg.data.num_snippets
+        action = self.training_scale()["action_s"]
+        if action is None or step <= action:
+            return False
+        log.warning("WARNING: %s: %.0f s resized to %d snippets of %.1f s each, longer than this run's typical "
+                    "action (%.1f s): short actions cannot be found; use windows (stale detect --windows, "
+                    "run.detect(..., windows=True))", name, duration, self.cfg.data.num_snippets, step, action)
+        return True
 
 
     def _annotated_duration(self, path: Path) -> float | None:
@@ -111,14 +176,23 @@ class LoadedRun:
         return ann.videos[vid].duration if vid in ann else None
 
 
-def _features_and_duration(features, duration):
+def _finite_rows(video: str, rows: np.ndarray, first: int) -> np.ndarray:
+    """The finiteness check of :func:`_features_and_duration`, on one window's rows."""
+    if not np.isfinite(rows).all():
+        raise StaleError(f"detect: features must be finite floating-point numbers ({video}, from time step {first})")
+    return rows
+
+
+def _features_and_duration(features, duration, lazy: bool = False):
+    """``(features, duration)`` checked; ``lazy``: a ``.npy`` is memory-mapped and its values are
+    checked window by window later (:func:`_finite_rows`), not read whole here."""
     source = None
     if isinstance(features, (str, Path)):
         source = Path(features)
         if not source.is_file():
             raise StaleError(f"detect: feature file not found: {source}")
         try:
-            arr = np.load(source, allow_pickle=False)
+            arr = np.load(source, allow_pickle=False, mmap_mode="r" if lazy else None)
         except (ValueError, OSError, EOFError) as exc:
             from stale.data.features import npy_problem
 
@@ -127,7 +201,7 @@ def _features_and_duration(features, duration):
         arr = features.detach().cpu().numpy()
     else:
         arr = np.asarray(features)
-    if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+    if arr.dtype.kind != "f" or not (lazy or np.isfinite(arr).all()):
         raise StaleError(f"detect: features must be finite floating-point numbers{f' ({source})' if source else ''}")
     if duration is None and source is not None:
         duration = _extracted_duration(source)
@@ -198,7 +272,17 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
         cfg = replace(cfg, data=data)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     detector = build_detector(cfg, ckpt, dev)
-    return LoadedRun(cfg, detector, ckpt["classes"], ckpt["path"], run_dir, dev)
+    run = LoadedRun(cfg, detector, ckpt["classes"], ckpt["path"], run_dir, dev)
+    trained = (ckpt["config"].get("data") or {}).get("sampling", "resize")
+    if trained == "resize" and cfg.data.sampling == "window" and cfg.data.time_step is None:
+        # a run trained on resized videos detects in windows at the snippet length it learnt
+        from dataclasses import replace
+
+        run.cfg = replace(cfg, data=replace(cfg.data, time_step=run.training_scale()["snippet_s"]))
+        log.info("windows for a run trained in resize mode: %d snippets of %s s (its median training snippet)",
+                 cfg.data.num_snippets, "the features' own" if run.cfg.data.time_step is None
+                 else f"{run.cfg.data.time_step:.3f}")
+    return run
 
 
 def read_video_scores(scores_path: str | Path) -> dict[str, dict[str, float]]:
@@ -293,7 +377,8 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
     test = assemble_test(cfg, class_names, ann, subset, all_videos, strict_classes=not all_videos)
     table = read_video_scores(fuse_scores) if fuse_scores else None   # checked before the work
     needs_gt = getattr(run.detector, "needs_targets", False)
-    ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False)
+    ds = make_dataset(test.videos, test.store, cfg, classes=class_names if needs_gt else None, cache=False,
+                      for_detection=True)
     results = detect_dataset(run.detector, ds, class_names, batch_size, run.device, show_progress=True)
     external = {"used": False}
     if fuse_scores:

@@ -50,7 +50,7 @@ def _selection(cfg: StaleConfig, data: TrainingData, device: torch.device):
     from stale.pipeline.predict import detect_dataset
 
     tower = None if cfg.method == "stale" else text_tower(cfg)
-    sel = make_dataset(data.selection_videos, data.store, cfg, classes=data.selection_classes)
+    sel = make_dataset(data.selection_videos, data.store, cfg, classes=data.selection_classes, for_detection=True)
     gt = {"database": {v.id: {"subset": "selection", "annotations": [
         {"segment": [s.start, s.end], "label": s.label} for s in v.segments]} for v in data.selection_videos}}
 

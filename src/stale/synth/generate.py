@@ -25,7 +25,7 @@ from stale.core.errors import StaleError
 from stale.core.io import atomic_save, atomic_write_json
 from stale.synth.codes import ClassCodeConfig, class_codes
 from stale.synth.encoder import RandomVisualEncoder, VisualEncoderConfig
-from stale.synth.layouts import (LayoutSpec, SourceVideo, annotation_json, get_layout, load_source,
+from stale.synth.layouts import (LayoutSpec, SourceVideo, annotation_json, get_layout, load_source, repeat_video,
                                  select_videos)
 from stale.synth.render import Rendered, RenderConfig, SharedParts, render_video
 
@@ -45,8 +45,13 @@ class SynthConfig:
     encoder: VisualEncoderConfig = field(default_factory=VisualEncoderConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     codes: ClassCodeConfig = field(default_factory=ClassCodeConfig)
+    #: every video's skeleton repeated this many times back to back (``layouts.repeat_video``):
+    #: videos this many times longer with actions of the same lengths (windowed-sampling studies)
+    length_factor: int = 1
 
     def validate(self) -> None:
+        if not 1 <= self.length_factor <= 20:
+            raise StaleError(f"synth length_factor must be in 1..20, got {self.length_factor}")
         get_layout(self.layout)
         if self.dim < 2:
             raise StaleError(f"synth dim must be >= 2, got {self.dim}")
@@ -91,7 +96,8 @@ class SynthDataset:
             raise StaleError(f"expected ({len(self.classes)}, E) class embeddings for the "
                              f"{cfg.layout} classes, got shape {emb.shape}")
         subsets = tuple(cfg.subsets) if cfg.subsets else self.layout.default_subsets
-        self.videos: list[SourceVideo] = select_videos(all_videos, subsets, cfg.max_videos_per_subset, cfg.seed)
+        self.videos: list[SourceVideo] = [repeat_video(v, cfg.length_factor) for v in
+                                          select_videos(all_videos, subsets, cfg.max_videos_per_subset, cfg.seed)]
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.encoder = RandomVisualEncoder(emb, cfg.dim, np.random.default_rng(np.random.SeedSequence([cfg.seed, 1])),
                                            cfg.encoder, reference)
@@ -188,6 +194,8 @@ def check_synth_folder(out: Path, overwrite: bool = False, config: dict | None =
         raise StaleError(f"--out {out}: folder holds files stale synth did not write; choose an empty or "
                          f"new folder, or pass --overwrite")
     have = read_json(meta).get("config")
+    if isinstance(have, dict):
+        have = {"length_factor": 1, **have}   # written before the key existed: the default
     if config is not None and have != config:
         diff = sorted(k for k in set(have or {}) | set(config) if (have or {}).get(k) != config.get(k))
         raise StaleError(f"--out {out}: holds a synthetic dataset made with other settings ({', '.join(diff)}); "

@@ -169,6 +169,16 @@ def select_videos(videos: list[SourceVideo], subsets: tuple[str, ...], max_per_s
     return [v for v in videos if v.id in keep]
 
 
+def repeat_video(video: SourceVideo, times: int) -> SourceVideo:
+    """``video``'s skeleton ``times`` times back to back: ``times`` x its duration and instances,
+    each action as long as before (a longer video of the same actions)."""
+    if times == 1:
+        return video
+    segs = tuple(SourceSegment(s.start + k * video.duration, s.end + k * video.duration, s.label)
+                 for k in range(times) for s in video.segments)
+    return SourceVideo(video.id, video.subset, video.duration * times, video.fps, segs, video.url)
+
+
 def annotation_json(layout: LayoutSpec, videos: list[SourceVideo], classes: list[str], extra: dict) -> dict:
     """The output annotation file, in the layout's official format, for ``videos``."""
     index = {c: i for i, c in enumerate(classes)}

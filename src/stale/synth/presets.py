@@ -74,8 +74,9 @@ PRESETS.update({
 HONEST = ("clip-neutral", "clip-context", "nonaligned-clean", "nonaligned-nuisance")
 
 
-def preset(name: str, seed: int = 0, max_videos_per_subset: int | None = None) -> SynthConfig:
-    """The :class:`SynthConfig` of preset ``name`` with the given seed and subsample."""
+def preset(name: str, seed: int = 0, max_videos_per_subset: int | None = None, length_factor: int = 1) -> SynthConfig:
+    """The :class:`SynthConfig` of preset ``name`` with the given seed and subsample
+    (``length_factor``: videos that many times longer, same actions; :class:`SynthConfig`)."""
     if name not in PRESETS:
         raise StaleError(f"unknown synth preset {name!r} (have: {', '.join(PRESETS)})")
-    return replace(PRESETS[name], seed=seed, max_videos_per_subset=max_videos_per_subset)
+    return replace(PRESETS[name], seed=seed, max_videos_per_subset=max_videos_per_subset, length_factor=length_factor)

@@ -127,6 +127,25 @@ class FeatureReader:
             raise StaleError(f"{where}: has {c} channels but {ref}")
         return dim, first
 
+    def rows(self, video_id: str):
+        """(T, C) features of a video as an array-like whose row slices are read on demand
+        (a memory map for ``.npy`` folders; the loaded array elsewhere). Windowed sampling reads
+        a window's rows from it, so memory stays flat in the video's length; rows are checked
+        for non-finite values by the caller (:meth:`checked_rows`)."""
+        return self.load(video_id)
+
+    def checked_rows(self, video_id: str, rows: np.ndarray, first: int) -> np.ndarray:
+        """``rows`` (n, C) float32 read from :meth:`rows` at index ``first``, under the
+        non-finite policy (``error`` names the file and time step, ``zero`` replaces them)."""
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            if self.nonfinite == "error":
+                t = first + int(np.argwhere(bad)[0, 0])
+                raise StaleError(f"{self.where(video_id)}: non-finite values (first at time step {t}); "
+                                 f"set nonfinite='zero' to replace them by 0")
+            rows = np.where(bad, np.float32(0.0), rows)
+        return rows
+
     def load_resampled(self, video_id: str, num_snippets: int) -> np.ndarray:
         """Features linearly resampled to STALE's fixed length: (num_snippets, C) float32."""
         from stale.data.timeline import resample_features
@@ -201,6 +220,11 @@ class FeatureSource(FeatureReader):
             hint = "" if self.layout != "auto" else " (neither axis has that size)"
             raise StaleError(f"{where}: expected {self.dim} channels, got shape {tuple(shape)}{hint}")
         return t, c
+
+    def rows(self, video_id: str):
+        raw = self._raw(video_id)
+        self.check_header(raw.shape, raw.dtype, self.where(video_id))
+        return raw.T if self.transposed(raw.shape) else raw
 
     def load(self, video_id: str) -> np.ndarray:
         raw = self._raw(video_id)
