@@ -28,7 +28,7 @@ INDEX_NAME = "videos.json"
 PART_GLOB = "extract_meta.shard-*-of-*.json"
 META_FORMAT = "stale-extract/1"
 # settings that must agree between runs writing into the same folder
-SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
+SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix", "fps")
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:

@@ -1,0 +1,101 @@
+"""``stale extract --workers N``: decoding in worker processes writes the bytes one process
+writes, applies the same bad-video policy (never a hang), and ``--fps`` / ``--convention``
+resample videos and record the feature rate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from media_util import tiny_clip, write_shapes_video
+from stale.core.errors import StaleError
+from stale.pipeline.extract import ExtractConfig, extract_videos
+
+av = pytest.importorskip("av")
+SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
+             [(0.5, None), (1.0, "red square")]]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workers")
+    folder = root / "videos"
+    folder.mkdir()
+    for i, sched in enumerate(SCHEDULES):
+        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
+    return folder, tiny_clip(root / "w", with_text=False)
+
+
+def _cfg(weights, **kw):
+    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})
+
+
+def _strip(meta):
+    return {v: {k: x for k, x in info.items() if k != "timing_s"} for v, info in meta["videos"].items()}
+
+
+def test_workers_write_the_bytes_of_one_process(media, tmp_path):
+    folder, weights = media
+    one = extract_videos([folder], tmp_path / "one", _cfg(weights))
+    two = extract_videos([folder], tmp_path / "two", _cfg(weights, workers=2))
+    assert sorted(two.extracted) == sorted(one.extracted) and len(one.extracted) == len(SCHEDULES)
+    for vid in one.extracted:
+        a = (tmp_path / "one" / f"{vid}.npy").read_bytes()
+        assert (tmp_path / "two" / f"{vid}.npy").read_bytes() == a
+        assert np.load(tmp_path / "one" / f"{vid}.npy").shape[0] > 1
+    metas = [json.loads((tmp_path / d / "extract_meta.json").read_text()) for d in ("one", "two")]
+    assert _strip(metas[0]) == _strip(metas[1])
+    assert all(set(info["timing_s"]) == {"decode", "encode"} for info in metas[1]["videos"].values())
+    # more workers than videos, and resume with workers: nothing redone
+    again = extract_videos([folder], tmp_path / "two", _cfg(weights, workers=3))
+    assert again.extracted == [] and sorted(again.resumed) == sorted(one.extracted)
+
+
+def test_a_corrupt_video_in_a_worker_is_one_line_or_counted(media, tmp_path):
+    folder, weights = media
+    bad_dir = tmp_path / "in"
+    bad_dir.mkdir()
+    for p in folder.iterdir():
+        (bad_dir / p.name).write_bytes(p.read_bytes())
+    good = (bad_dir / "clip1.mp4").read_bytes()
+    (bad_dir / "clip1.mp4").write_bytes(good[: len(good) // 3])           # truncated mid-stream
+    (bad_dir / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    with pytest.raises(StaleError) as err:
+        extract_videos([bad_dir], tmp_path / "out", _cfg(weights, workers=2))
+    assert "\n" not in str(err.value) and ("broken.mp4" in str(err.value) or "clip1.mp4" in str(err.value))
+    summary = extract_videos([bad_dir], tmp_path / "out2", _cfg(weights, workers=2, skip_bad=True))
+    assert sorted(summary.bad) == sorted([str(bad_dir / "broken.mp4"), str(bad_dir / "clip1.mp4")])
+    assert "truncated" in summary.bad[str(bad_dir / "clip1.mp4")]
+    assert sorted(summary.extracted) == ["clip0", "clip2", "clip3"]
+    meta = json.loads((tmp_path / "out2" / "extract_meta.json").read_text())
+    assert sorted(meta["skipped"]) == sorted(summary.bad) and sorted(meta["videos"]) == sorted(summary.extracted)
+    # the same policy in one process: the same counts and files
+    inline = extract_videos([bad_dir], tmp_path / "out3", _cfg(weights, skip_bad=True))
+    assert inline.bad == summary.bad
+    for vid in summary.extracted:
+        assert (tmp_path / "out3" / f"{vid}.npy").read_bytes() == (tmp_path / "out2" / f"{vid}.npy").read_bytes()
+
+
+def test_fps_resamples_and_the_rate_is_recorded(media, tmp_path):
+    folder, weights = media
+    video = folder / "clip1.mp4"                                  # 1.5 s at 10 fps = 15 frames
+    extract_videos([video], tmp_path / "native", _cfg(weights))
+    extract_videos([video], tmp_path / "fast", _cfg(weights, fps=30.0, stride=6, convention=None))
+    native = json.loads((tmp_path / "native" / "extract_meta.json").read_text())
+    fast = json.loads((tmp_path / "fast" / "extract_meta.json").read_text())
+    assert native["fps"] is None and native["features_per_second"] is None
+    assert native["videos"]["clip1"]["num_frames"] == 15 and native["videos"]["clip1"]["features_per_second"] == 2.5
+    info = fast["videos"]["clip1"]
+    assert fast["fps"] == 30.0 and fast["features_per_second"] == 5.0
+    assert info["num_frames"] == 45 and info["fps"] == 30.0 and info["native_fps"] == 10.0
+    assert info["duration"] == pytest.approx(1.5) and info["num_features"] == (45 - 4) // 6 + 1
+    # frames repeated 3x on the 30 fps grid: clip i's centre frame 6i+2 is source frame (6i+2)//3
+    feats30, feats10 = np.load(tmp_path / "fast" / "clip1.npy"), np.load(tmp_path / "native" / "clip1.npy")
+    assert feats30.shape[0] == 7
+    # each source frame is shown 3x on the 30 fps grid: 30 fps clip 1 samples grid frame 6 + 2 = 8,
+    # i.e. source frame 2, which is native clip 0's centre frame (0 + 2)
+    np.testing.assert_allclose(feats30[1], feats10[0], atol=1e-6)
+    with pytest.raises(StaleError, match="other settings.*fps"):
+        extract_videos([video], tmp_path / "fast", _cfg(weights, stride=6))
