@@ -99,3 +99,49 @@ def test_fps_resamples_and_the_rate_is_recorded(media, tmp_path):
     np.testing.assert_allclose(feats30[1], feats10[0], atol=1e-6)
     with pytest.raises(StaleError, match="other settings.*fps"):
         extract_videos([video], tmp_path / "fast", _cfg(weights, stride=6))
+
+
+def test_convention_presets_and_their_conflicts():
+    from stale.data.features.rate import EXTRACT_PRESETS, apply_preset
+
+    assert apply_preset("actionformer-thumos14", 16, 16, None) == (16, 4, 30.0)
+    assert EXTRACT_PRESETS["actionformer-thumos14"].rate == 7.5
+    assert apply_preset("stale-anet-clip", 16, 16, 15.0) == (16, 16, 15.0)   # agreeing values are fine
+    assert apply_preset(None, 8, 2, 12.0) == (8, 2, 12.0)
+    with pytest.raises(StaleError, match="--convention actionformer-thumos14 sets --stride 4; got --stride 8"):
+        apply_preset("actionformer-thumos14", 16, 8, None)
+    with pytest.raises(StaleError, match="sets --fps 30; got --fps 25"):
+        apply_preset("actionformer-thumos14", 16, 16, 25.0)
+    with pytest.raises(StaleError, match="unknown; choose one of actionformer-thumos14, stale-anet-clip"):
+        apply_preset("i3d", 16, 16, None)
+
+
+def test_the_declared_rate_is_read_back_by_the_source_and_inspect(media, tmp_path):
+    import stale
+    from stale.data.features import FeatureStore
+    from stale.data.timeline import NativeTimeline
+    from stale.pipeline.features import format_inspect, inspect_features, source_config
+
+    folder, weights = media
+    out = tmp_path / "thumos"
+    stale.extract(folder / "clip1.mp4", out, weights=str(weights), convention="actionformer-thumos14",
+                  device="cpu", progress=False)
+    meta = json.loads((out / "extract_meta.json").read_text())
+    assert (meta["convention"], meta["clip_frames"], meta["stride"], meta["fps"], meta["features_per_second"]) == \
+        ("actionformer-thumos14", 16, 4, 30.0, 7.5)
+    info = meta["videos"]["clip1"]
+    assert info["num_frames"] == 45 and info["num_features"] == (45 - 16) // 4 + 1 == 8
+    tl = FeatureStore(out).timeline("clip1")
+    assert tl == NativeTimeline(4, 16, 30.0) and tl.index_to_seconds(2) == pytest.approx((2 * 4 + 8) / 30)
+    assert FeatureStore(out).timeline("other") is None and FeatureStore(folder.parent / "w").timeline("x") is None
+    report = inspect_features(source_config([out]))
+    assert report["declared_rate"]["features_per_second"] == 7.5 and report["problems"]["count"] == 0
+    assert report["rate"]["videos"] == 1 and report["rate"]["per_second_median"] == pytest.approx(8 / 1.5)
+    text = format_inspect(report)
+    assert ("feature rate declared by extract_meta.json: 7.5 features/s: 16-frame clips every 4 frames at 30 fps "
+            "(actionformer-thumos14); feature i is centred at (i * 4 + 8) / 30 s") in text
+    # an index that disagrees with the file is a problem named by inspect
+    meta["videos"]["clip1"]["num_features"] = 9
+    (out / "extract_meta.json").write_text(json.dumps(meta))
+    bad = inspect_features(source_config([out]))
+    assert bad["problems"]["count"] == 1 and "8 features but extract_meta.json lists 9" in bad["problems"]["examples"][0]

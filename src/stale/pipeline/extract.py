@@ -277,9 +277,13 @@ def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: I
     return [k for k in SETTING_KEYS if meta.get(k) != settings[k]]
 
 
+#: submitit's logs of ``--shards N --launcher slurm|submitit-local`` (stale.pipeline.extract_launch)
+SUBMITIT_DIR = ".submitit"
+
+
 def _is_temp(name: str) -> bool:
-    """A temporary file of an atomic write, or the folder's lock: not foreign files."""
-    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name)
+    """A temporary file of an atomic write, the folder's lock, or the shard jobs' logs: not foreign files."""
+    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name) or name == SUBMITIT_DIR
 
 
 def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
