@@ -229,6 +229,7 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     clip_frames, stride, fps = apply_preset(convention, clip_frames, stride, fps)
+    fps = float(fps) if isinstance(fps, int) and not isinstance(fps, bool) else fps
     cfg = ExtractConfig(arch=arch, weights=weights, clip_frames=clip_frames, stride=stride,
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=device,
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,

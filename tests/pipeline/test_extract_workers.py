@@ -145,3 +145,40 @@ def test_the_declared_rate_is_read_back_by_the_source_and_inspect(media, tmp_pat
     (out / "extract_meta.json").write_text(json.dumps(meta))
     bad = inspect_features(source_config([out]))
     assert bad["problems"]["count"] == 1 and "8 features but extract_meta.json lists 9" in bad["problems"]["examples"][0]
+
+
+def test_workers_are_spawned_to_die_with_the_extracting_process(monkeypatch, tmp_path):
+    """The DataLoader's workers get die_with_parent with this process's id (a real kill -9 is
+    tested in tests/core), are spawned, and pin memory only for CUDA."""
+    import functools
+    import os
+
+    import torch
+
+    from stale.pipeline import extract_decode
+
+    seen = []
+
+    class Loader:
+        def __init__(self, dataset, **kwargs):
+            seen.append(kwargs)
+
+        def __iter__(self):
+            return iter(())
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Loader)
+    s = extract_decode.Sampling(4, 4, 1, 2, None, False, (32, 32), (0.5,) * 3, (0.5,) * 3)
+    for pin in (False, True):
+        assert list(extract_decode.video_items([tmp_path / "a.mp4", tmp_path / "b.mp4"], s, 3, pin)) == []
+    init = seen[0]["worker_init_fn"]
+    assert isinstance(init, functools.partial) and init.args == (os.getpid(),)
+    assert seen[0]["multiprocessing_context"] == "spawn" and seen[0]["num_workers"] == 2   # no more than videos
+    assert [k["pin_memory"] for k in seen] == [False, True] and seen[0]["batch_size"] is None
+    calls = []
+    monkeypatch.setattr(extract_decode, "die_with_parent", lambda pid: calls.append(pid))
+    threads = torch.get_num_threads()
+    try:
+        init(0)
+        assert calls == [os.getpid()] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
