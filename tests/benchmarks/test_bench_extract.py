@@ -3,26 +3,19 @@ the table has a row per case, and a case that writes other bytes is caught."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench_util import bench_script
+
 pytest.importorskip("av")
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_extract.py"
 
 
 @pytest.fixture()
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_extract", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_extract"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("bench_extract") as module:
         yield module
-    finally:
-        sys.modules.pop("bench_extract", None)
 
 
 TINY = ["--videos", "3", "--seconds", "1", "--size", "64x48", "--fps", "10", "--threads", "1",

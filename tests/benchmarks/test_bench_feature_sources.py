@@ -1,25 +1,15 @@
 """Smoke test of benchmarks/bench_feature_sources.py: tiny sizes, the same measuring code as the
 real run (every layout must give the .npy folder's batches, bit for bit)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_feature_sources.py"
+from bench_util import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_feature_sources", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_feature_sources"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("bench_feature_sources") as module:
         yield module
-    finally:
-        sys.modules.pop("bench_feature_sources", None)
 
 
 def test_every_layout_reads_the_same_batches(bench, tmp_path):

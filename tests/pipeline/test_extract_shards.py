@@ -7,28 +7,15 @@ import json
 
 import pytest
 
-from media_util import tiny_clip, write_shapes_video
+from media_util import CLIP_SCHEDULES, extract_cfg
 from stale.core.errors import StaleError
 from stale.pipeline.extract import ExtractConfig, extract_videos
 from stale.pipeline.extract_index import read_index, shard_of
 
 av = pytest.importorskip("av")
-SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
-             [(0.5, None), (1.0, "red square")], [(2.0, "blue circle")]]
+SCHEDULES = CLIP_SCHEDULES
 
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shards")
-    folder = root / "videos"
-    folder.mkdir()
-    for i, sched in enumerate(SCHEDULES):
-        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
-    return folder, tiny_clip(root / "w", with_text=False)
-
-
-def _cfg(weights, **kw):
-    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})
+_cfg = extract_cfg
 
 
 def test_shards_split_deterministically():

@@ -9,27 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from media_util import tiny_clip, write_shapes_video
+from media_util import CLIP_SCHEDULES, extract_cfg
 from stale.core.errors import StaleError
 from stale.pipeline.extract import ExtractConfig, extract_videos
 
 av = pytest.importorskip("av")
-SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
-             [(0.5, None), (1.0, "red square")]]
+SCHEDULES = CLIP_SCHEDULES
 
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workers")
-    folder = root / "videos"
-    folder.mkdir()
-    for i, sched in enumerate(SCHEDULES):
-        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
-    return folder, tiny_clip(root / "w", with_text=False)
-
-
-def _cfg(weights, **kw):
-    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})
+_cfg = extract_cfg
 
 
 def _strip(meta):
@@ -68,7 +55,7 @@ def test_a_corrupt_video_in_a_worker_is_one_line_or_counted(media, tmp_path):
     summary = extract_videos([bad_dir], tmp_path / "out2", _cfg(weights, workers=2, skip_bad=True))
     assert sorted(summary.bad) == sorted([str(bad_dir / "broken.mp4"), str(bad_dir / "clip1.mp4")])
     assert "truncated" in summary.bad[str(bad_dir / "clip1.mp4")]
-    assert sorted(summary.extracted) == ["clip0", "clip2", "clip3"]
+    assert sorted(summary.extracted) == ["clip0", "clip2", "clip3", "clip4"]
     meta = json.loads((tmp_path / "out2" / "extract_meta.json").read_text())
     assert sorted(meta["skipped"]) == sorted(summary.bad) and sorted(meta["videos"]) == sorted(summary.extracted)
     # the same policy in one process: the same counts and files
