@@ -1,6 +1,8 @@
 """CLIP image features from the user's own video files ("video in, segments out").
 
-Each video is decoded in a streaming way with PyAV. Feature ``i`` describes the clip of
+Each video is decoded in a streaming way with PyAV, here or in ``workers`` processes
+(:mod:`stale.pipeline.extract_decode`), onto a constant-rate grid (its own rate, or ``fps``).
+Feature ``i`` describes the clip of
 ``clip_frames`` consecutive frames starting at frame ``i * stride`` (ActionFormer convention, see
 :class:`stale.data.timeline.NativeTimeline`); a video of ``N`` frames gives
 ``T = max(1, (N - clip_frames) // stride + 1)`` features (a video shorter than one clip gives one
@@ -31,8 +33,9 @@ but is not in that index is never replaced without ``overwrite``; leftover tempo
 killed run are removed.
 
 Shards (``shard=(I, N)``): N jobs fill one folder, each extracting the videos of its shard and
-writing its own index part (:mod:`stale.pipeline.extract_index`). A video's features do not
-depend on the other videos: N shards write the very bytes one process writes.
+writing its own index part (:mod:`stale.pipeline.extract_index`; :mod:`stale.pipeline.extract_launch`
+submits them). A video's features do not depend on the other videos (the tower's batches never
+mix two): N shards, or decode workers, write the very bytes one process writes.
 
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
