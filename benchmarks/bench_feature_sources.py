@@ -150,12 +150,35 @@ def environment() -> str:
             f"{os.cpu_count()} cores, 1-min load {load:.2f}, Python {platform.python_version()}")
 
 
+#: the issue's targets: an epoch within this factor of the .npy folder's ...
+MAX_RATIO = 1.5
+#: ... and peak memory flat in the number of videos: at most this growth from the smallest count
+MAX_RSS_GROWTH = 0.10
+
+
+def memory_growth(rows: list[dict]) -> dict[str, float]:
+    """Per layout, the relative growth of peak RSS from the smallest video count to the largest
+    (absent with one count): "memory flat" means it stays under :data:`MAX_RSS_GROWTH`."""
+    out = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        mine = sorted((r["videos"], r["peak_rss_mib"]) for r in rows if r["kind"] == kind)
+        if len(mine) > 1 and mine[0][1] > 0:
+            out[kind] = mine[-1][1] / mine[0][1] - 1.0
+    return out
+
+
 def format_table(rows: list[dict], header: str) -> str:
-    out = [header, "", "| videos | layout | on disk (MiB) | epoch (s) | vs .npy | peak RSS (MiB) |",
-           "|---:|---|---:|---:|---:|---:|"]
+    out = [header, "", f"| videos | layout | on disk (MiB) | epoch (s) | vs .npy | within {MAX_RATIO:g}x | "
+                       f"peak RSS (MiB) |", "|---:|---|---:|---:|---:|:---:|---:|"]
     for r in rows:
         out.append(f"| {r['videos']} | {r['kind']} | {r['disk_mib']:.0f} | {r['epoch_s']:.2f} | "
-                   f"{r['ratio']:.2f}x | {r['peak_rss_mib']:.0f} |")
+                   f"{r['ratio']:.2f}x | {'yes' if r['ratio'] <= MAX_RATIO else 'NO'} | {r['peak_rss_mib']:.0f} |")
+    growth = memory_growth(rows)
+    if growth:
+        counts = sorted({r["videos"] for r in rows})
+        out += ["", f"Peak RSS from {counts[0]} to {counts[-1]} videos (flat: under "
+                    f"+{MAX_RSS_GROWTH:.0%}): " + "; ".join(
+                        f"{k} {g:+.0%} ({'flat' if g <= MAX_RSS_GROWTH else 'GROWS'})" for k, g in growth.items())]
     return "\n".join(out)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check for a short-lived CUDA machine (H100 / H200): at most 8 minutes, offline.
+# One prepared check for a short-lived CUDA machine (H100 / H200): at most 10 minutes, offline.
 #
 #   bash benchmarks/gpu_check.sh [OUT.json] [--cpu-smoke]
 #
@@ -12,15 +12,18 @@
 #              (--micro-batch 0 --no-checkpointing --only train) and inference at batch 1;
 #   evaluation raw benchmarks/bench_evaluation.py --json rows (ActivityNet- and THUMOS14-sized);
 #   cuda_tests pytest -m cuda: passed / failed / errors / skipped counts;
+#   extract    raw benchmarks/bench_extract.py --json results: stale extract on 4 one-minute 320x240
+#              clips, ViT-B/16 (random weights) on the GPU, with 0, 2 and 4 decode workers;
 #   summary    median step (s), derived 15 ActivityNet epochs (1500 x step), videos/s at batch 100
-#              and 1, evaluation seconds, and each against its target.
+#              and 1, evaluation seconds, extract frames/s per worker count, and each against its target.
 #
 # Text towers have random weights (text.weights=random, as bench_model.py does): nothing is
 # downloaded. Each part runs under its own `timeout`, capped by what is left of an overall
-# budget (470 s; 110 s with --cpu-smoke), so a hang cannot eat the machine's time.
+# budget (570 s; 230 s with --cpu-smoke), so a hang cannot eat the machine's time.
 #
 # --cpu-smoke: the same parts on the CPU at tiny sizes (bench_model --quick, the small
-# stale-test tower, THUMOS14-sized evaluation only), for tests on a machine without a GPU.
+# stale-test tower, THUMOS14-sized evaluation only, extract on one 1 s clip with ViT-S/32),
+# for tests on a machine without a GPU.
 #
 # PYTHON: the interpreter (default .venv/bin/python when it exists, else python).
 # Exit status: 0 when every part succeeded, 1 when some part failed (the JSON still holds
@@ -33,7 +36,7 @@ SMOKE=0
 for arg in "$@"; do
     case "$arg" in
         --cpu-smoke) SMOKE=1 ;;
-        -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "gpu_check.sh: error: unknown option $arg" >&2; exit 2 ;;
         *) OUT="$arg" ;;
     esac
@@ -54,16 +57,19 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
 if [ "$SMOKE" = 1 ]; then
-    BUDGET=110
+    BUDGET=230
     DEVICE=cpu
     BENCH=(--quick --arch stale-test --device cpu --threads 1 --steps 1)
     EVAL=(--cases thumos14 --repeat 1)
+    EXTRACT=(--videos 1 --seconds 1 --size 64x48 --fps 10 --workers 0 1 --shards 0 --arch ViT-S-32 --threads 1
+             --device cpu)
     export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1
 else
-    BUDGET=470
+    BUDGET=570
     DEVICE=cuda
     BENCH=(--device cuda --steps 10)
     EVAL=(--repeat 3)
+    EXTRACT=(--videos 4 --seconds 60 --workers 0 2 4 --shards 0 --device cuda --threads 4 --batch-size 256)
 fi
 START=$(date +%s)
 FAILED=0
@@ -124,13 +130,14 @@ run_part predict_batch_1 60 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --
     --json "$WORK/predict_batch_1.json"
 run_part evaluation 60 "$PYTHON" benchmarks/bench_evaluation.py "${EVAL[@]}" --json "$WORK/evaluation.json"
 run_part cuda_tests 70 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests --junitxml="$WORK/cuda_tests.xml"
+run_part extract 100 "$PYTHON" benchmarks/bench_extract.py "${EXTRACT[@]}" --workdir "$WORK" --json "$WORK/extract.json"
 
 "$PYTHON" - "$WORK" "$OUT" "$SMOKE" "$DEVICE" <<'EOF'
 import json, math, os, sys, xml.etree.ElementTree as ET
 from pathlib import Path
 
 work, out, smoke, device = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
-NAMES = ["env", "bench_default", "bench_fast", "predict_batch_1", "evaluation", "cuda_tests"]
+NAMES = ["env", "bench_default", "bench_fast", "predict_batch_1", "evaluation", "cuda_tests", "extract"]
 
 
 def load(name):
@@ -151,6 +158,7 @@ for name in NAMES:
     parts[name] = st
 bench = {k: load(f"{k}.json") for k in ("bench_default", "bench_fast", "predict_batch_1")}
 evaluation = load("evaluation.json")
+extract = load("extract.json")
 tests = None
 try:
     suites = ET.parse(work / "cuda_tests.xml").getroot()
@@ -189,7 +197,10 @@ summary = {"train": {"default": train("bench_default"), "fast": train("bench_fas
            "inference": {"full_batch": infer("bench_default", "predict"),
                          "batch_1": infer("predict_batch_1", "predict, batch 1")},
            "evaluation_s": {r["case"]: r["eval_s"] for r in (evaluation or {}).get("rows", [])} or None,
-           "cuda_tests": tests}
+           "cuda_tests": tests,
+           "extract": [{"case": r["case"], "decoded_frames_per_s": r["decoded_fps"],
+                        "encoded_frames_per_s": r["encoded_fps"], "videos_per_hour": r["videos_per_hour"],
+                        "same_bytes": r["identical"]} for r in (extract or {}).get("rows", [])] or None}
 targets = {"train_step_s_max": 0.08, "inference_videos_per_s_min": 2000.0,
            "activitynet_15_epochs_s_max": 120.0}
 fast = summary["train"]["fast"] or {}
@@ -202,7 +213,7 @@ summary["meets_targets"] = None if smoke else {
     and fast["activitynet_15_epochs_s"] <= targets["activitynet_15_epochs_s_max"]}
 report = {"schema": "stale-gpu-check/1", "mode": "cpu-smoke" if smoke else "gpu", "device": device,
           "env": load("env.json"), "parts": parts, "summary": summary, "bench": bench,
-          "evaluation": evaluation}
+          "evaluation": evaluation, "extract": extract}
 
 
 def finite(obj):

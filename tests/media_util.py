@@ -73,3 +73,24 @@ def tiny_clip(folder, seed: int = 0, with_text: bool = True) -> Path:
     torch.save(state, path)
     (folder / f"{name}.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG}))
     return path
+
+
+#: five short clips of shapes (1.5-2 s at 10 fps) for the extraction tests of many videos
+CLIP_SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
+                  [(0.5, None), (1.0, "red square")], [(2.0, "blue circle")]]
+
+
+def clips_and_tower(root) -> tuple[Path, Path]:
+    """``root/videos/clip<i>.mp4`` (64x48, :data:`CLIP_SCHEDULES`) and a tiny vision-only CLIP."""
+    folder = Path(root) / "videos"
+    folder.mkdir(parents=True)
+    for i, sched in enumerate(CLIP_SCHEDULES):
+        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
+    return folder, tiny_clip(Path(root) / "w", with_text=False)
+
+
+def extract_cfg(weights, **kw):
+    """The ``ExtractConfig`` of the many-video extraction tests: 4-frame clips, batches of 3."""
+    from stale.pipeline.extract import ExtractConfig
+
+    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})

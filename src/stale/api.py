@@ -204,27 +204,46 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
             weights: str | None = None, arch: str = "ViT-B-16", clip_frames: int = 16, stride: int = 16,
             frames_per_clip: int = 1, batch_size: int = 64, device: str = "auto", prefix: str = "",
             overwrite: bool = False, skip_bad: bool = False, allow_truncated: bool = False, seed: int = 0,
-            threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None):
+            threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None,
+            workers: int = 0, fps: float | None = None, convention: str | None = None, shards: int | None = None,
+            launcher: str = "local", partition: str | None = None, time: int = 60, gpus_per_job: int = 0,
+            cpus_per_job: int = 2):
     """CLIP image features of video files (``stale extract``): ``<prefix><stem>.npy`` per video,
     ``extract_meta.json`` and ``videos.json`` in ``out``. ``shard``: ``"I/N"`` or ``(I, N)``, only
-    the videos of shard I of N (N jobs fill one ``out``; docs/extract.md). Returns the
-    :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``); random weights are
-    logged as a warning."""
+    the videos of shard I of N (N jobs fill one ``out``; docs/extract.md); ``shards``: submit all N
+    shards as jobs of ``launcher`` (local, slurm, submitit-local; ``partition`` / ``time`` /
+    ``gpus_per_job`` / ``cpus_per_job`` for Slurm). ``workers``: decoding processes;
+    ``convention``: a sampling preset (sets clip_frames, stride, fps); ``fps``: resample videos to
+    this rate. Returns the :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``);
+    random weights are logged as a warning."""
+    from stale.core.errors import StaleError
     from stale.core.hub import preflight_weights
     from stale.core.logs import get_logger
 
     preflight_weights(arch, weights, "CLIP image weights")   # before the slow imports
+    from stale.data.features.rate import apply_preset
     from stale.pipeline.extract import ExtractConfig, check_extract_output, extract_videos
     from stale.pipeline.extract_index import parse_shard
     from stale.text.image_tower import load_image_encoder
     from stale.training.runtime import resolve_device, set_threads
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    set_threads(threads)
+    clip_frames, stride, fps = apply_preset(convention, clip_frames, stride, fps)
+    fps = float(fps) if isinstance(fps, int) and not isinstance(fps, bool) else fps
     cfg = ExtractConfig(arch=arch, weights=weights, clip_frames=clip_frames, stride=stride,
-                        frames_per_clip=frames_per_clip, batch_size=batch_size, device=str(resolve_device(device)),
+                        frames_per_clip=frames_per_clip, batch_size=batch_size, device=device,
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
-                        seed=seed, progress=progress, shard=parse_shard(shard))
+                        seed=seed, progress=progress, shard=parse_shard(shard), workers=workers, fps=fps,
+                        convention=convention)
+    if shards is not None:   # each job resolves --device on its own machine
+        from stale.pipeline.extract_launch import extract_shards
+
+        return extract_shards(inputs, out, cfg, shards, launcher, {
+            "partition": partition, "time": time, "gpus": gpus_per_job, "cpus": cpus_per_job, "threads": threads})
+    if launcher != "local":
+        raise StaleError(f"--launcher {launcher}: submits shards; give --shards N")
+    set_threads(threads)
+    cfg.device = str(resolve_device(device))
     videos = check_extract_output(inputs, out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:

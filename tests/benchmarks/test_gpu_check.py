@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-PARTS = ["env", "bench_default", "bench_fast", "predict_batch_1", "evaluation", "cuda_tests"]
+PARTS = ["env", "bench_default", "bench_fast", "predict_batch_1", "evaluation", "cuda_tests", "extract"]
 
 
 def _env(**extra) -> dict:
@@ -33,7 +33,7 @@ def _positive(x) -> bool:
 def test_cpu_smoke_writes_one_json_with_every_part(tmp_path):
     out = tmp_path / "check.json"
     proc = subprocess.run(["bash", str(SCRIPT), str(out), "--cpu-smoke"], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
     assert [p.name for p in tmp_path.iterdir()] == ["check.json"]   # no temporary file left
@@ -63,6 +63,9 @@ def test_cpu_smoke_writes_one_json_with_every_part(tmp_path):
     assert tests["tests"] >= 1 and tests["failed"] == tests["errors"] == 0
     assert tests["passed"] + tests["skipped"] == tests["tests"]
     assert s["meets_targets"] is None and s["targets"]["train_step_s_max"] == 0.08
+    # stale extract with 0 and 1 decode workers: frames/s, and the same bytes either way
+    assert [e["case"] for e in s["extract"]] == ["1 process, --workers 0", "1 process, --workers 1"]
+    assert all(_positive(e["decoded_frames_per_s"]) and e["same_bytes"] for e in s["extract"])
     # the raw benchmark results are kept, with their derived epoch times
     for r in report["bench"]["bench_default"]["results"]:
         assert _positive(r["value"])
@@ -85,6 +88,7 @@ def test_a_failing_part_is_recorded_not_fatal(tmp_path):
     assert bench["status"] == "failed" and bench["rc"] == 3 and "no torch here" in bench["log_tail"]
     assert report["parts"]["env"]["status"] == "ok"   # the scripts fed on stdin ran for real
     assert report["summary"]["train"]["default"] is None and report["summary"]["cuda_tests"] is None
+    assert report["parts"]["extract"]["status"] == "failed" and report["summary"]["extract"] is None
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -16,7 +16,8 @@ from stale.data.annotations import load_annotations
 from stale.data.features import FeatureStore
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
-from stale.pipeline.extract import ExtractConfig, extract_videos, load_image_encoder, preprocess_frames
+from stale.pipeline.extract import ExtractConfig, extract_videos, load_image_encoder
+from stale.text.image_tower import preprocess_frames
 from stale.pipeline.video_frames import clip_frame_indices, clip_offsets
 
 av = pytest.importorskip("av")

@@ -7,28 +7,15 @@ import json
 
 import pytest
 
-from media_util import tiny_clip, write_shapes_video
+from media_util import CLIP_SCHEDULES, extract_cfg
 from stale.core.errors import StaleError
 from stale.pipeline.extract import ExtractConfig, extract_videos
 from stale.pipeline.extract_index import read_index, shard_of
 
 av = pytest.importorskip("av")
-SCHEDULES = [[(1.0, "red square"), (1.0, None)], [(1.5, "blue circle")], [(1.0, "green bar"), (0.5, None)],
-             [(0.5, None), (1.0, "red square")], [(2.0, "blue circle")]]
+SCHEDULES = CLIP_SCHEDULES
 
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shards")
-    folder = root / "videos"
-    folder.mkdir()
-    for i, sched in enumerate(SCHEDULES):
-        write_shapes_video(folder / f"clip{i}.mp4", sched, fps=10, size=(64, 48))
-    return folder, tiny_clip(root / "w", with_text=False)
-
-
-def _cfg(weights, **kw):
-    return ExtractConfig(**{**dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, progress=False), **kw})
+_cfg = extract_cfg
 
 
 def test_shards_split_deterministically():
@@ -91,3 +78,39 @@ def test_cli_shard_argument():
     for bad, why in (("4/4", "0 <= I < N"), ("1", "expected I/N"), ("a/b", "expected I/N"), ("-1/2", "0 <= I < N")):
         with pytest.raises(StaleError, match=f"--shard '{bad}': .*{why}"):
             parse_shard(bad)
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit-local"])
+def test_shards_submitted_by_the_launcher_write_the_bytes_of_one_process(media, tmp_path, launcher):
+    """``--shards 2 --launcher L``: two jobs of the experiment runner's launcher fill one folder."""
+    if launcher == "submitit-local":
+        pytest.importorskip("submitit")
+    import stale
+
+    folder, weights = media
+    kw = dict(weights=str(weights), clip_frames=4, stride=4, batch_size=3, device="cpu", progress=False)
+    one = stale.extract(folder, tmp_path / "one", **kw)
+    two = stale.extract(folder, tmp_path / "two", shards=2, launcher=launcher, **kw)
+    assert sorted(two.extracted) == sorted(one.extracted) and len(one.extracted) == len(SCHEDULES)
+    for vid in one.extracted:
+        assert (tmp_path / "two" / f"{vid}.npy").read_bytes() == (tmp_path / "one" / f"{vid}.npy").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "two").glob("extract_meta.shard-*.json")) == [
+        "extract_meta.shard-0-of-2.json", "extract_meta.shard-1-of-2.json"]
+    assert sorted(read_index(tmp_path / "two")["videos"]) == sorted(one.extracted)
+    if launcher == "submitit-local":
+        assert list((tmp_path / "two" / ".submitit").glob("*_log.out"))
+    again = stale.extract(folder, tmp_path / "two", shards=2, launcher=launcher, **kw)   # resume per video
+    assert again.extracted == [] and sorted(again.resumed) == sorted(one.extracted)
+
+
+def test_launcher_options_are_checked(media, tmp_path):
+    import stale
+
+    folder, weights = media
+    with pytest.raises(StaleError, match="--launcher slurm: submits shards; give --shards N"):
+        stale.extract(folder, tmp_path / "o", weights=str(weights), launcher="slurm")
+    with pytest.raises(StaleError, match="--shard I/N .* or --shards N .*not both"):
+        stale.extract(folder, tmp_path / "o", weights=str(weights), shard="0/2", shards=2)
+    with pytest.raises(StaleError, match="--shards: must be a positive integer"):
+        stale.extract(folder, tmp_path / "o", weights=str(weights), shards=0)
+    assert not (tmp_path / "o").exists()

@@ -42,6 +42,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="extract only shard I of N (0 <= I < N; a video's shard is crc32(id) mod N), so "
                              "N jobs (e.g. a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N) fill one --out")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes decoding and preprocessing videos for the image tower (default 0: "
+                             "this process); the features are the same bytes either way")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="resample every video to this constant frame rate before taking clips "
+                             "(default: each video's own rate)")
+    from stale.data.features.rate import EXTRACT_PRESETS
+
+    parser.add_argument("--convention", default=None, choices=sorted(EXTRACT_PRESETS),
+                        help="sampling preset, sets --clip-frames/--stride/--fps: "
+                             + "; ".join(f"{c.name}: {c.clip_frames} frames every {c.stride} at {c.fps:g} fps "
+                                         f"({c.rate:g} features/s)" for c in EXTRACT_PRESETS.values())
+                             + " (docs/extract.md)")
+    parser.add_argument("--shards", type=int, default=None, metavar="N",
+                        help="submit all N shards as jobs of --launcher (instead of running one with --shard)")
+    parser.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
+                        help="with --shards: local processes, Slurm jobs through submitit, or submitit's "
+                             "local executor (the launcher of stale experiment)")
+    parser.add_argument("--partition", default=None, help="Slurm partition (with --shards)")
+    parser.add_argument("--time", type=int, default=60, help="Slurm time limit per shard, minutes")
+    parser.add_argument("--gpus-per-job", type=int, default=0, help="Slurm GPUs per shard")
+    parser.add_argument("--cpus-per-job", type=int, default=2, help="Slurm CPUs per shard")
 
 
 def run(args) -> int:
@@ -52,8 +74,10 @@ def run(args) -> int:
     summary = extract(args.inputs, args.out, args.weights, args.arch, args.clip_frames, args.stride,
                       args.frames_per_clip, args.batch_size, args.device, args.prefix, args.overwrite,
                       args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress,
-                      shard=args.shard)
-    shard = f"shard {args.shard}: " if args.shard else ""
+                      shard=args.shard, workers=args.workers, fps=args.fps, convention=args.convention,
+                      shards=args.shards, launcher=args.launcher, partition=args.partition, time=args.time,
+                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job)
+    shard = f"shard {args.shard}: " if args.shard else (f"{args.shards} shards: " if args.shards else "")
     print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():
         print(f"  skipped {path}: {reason}", file=sys.stderr)

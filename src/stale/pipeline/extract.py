@@ -1,6 +1,8 @@
 """CLIP image features from the user's own video files ("video in, segments out").
 
-Each video is decoded in a streaming way with PyAV. Feature ``i`` describes the clip of
+Each video is decoded in a streaming way with PyAV, here or in ``workers`` processes
+(:mod:`stale.pipeline.extract_decode`), onto a constant-rate grid (its own rate, or ``fps``).
+Feature ``i`` describes the clip of
 ``clip_frames`` consecutive frames starting at frame ``i * stride`` (ActionFormer convention, see
 :class:`stale.data.timeline.NativeTimeline`); a video of ``N`` frames gives
 ``T = max(1, (N - clip_frames) // stride + 1)`` features (a video shorter than one clip gives one
@@ -31,8 +33,9 @@ but is not in that index is never replaced without ``overwrite``; leftover tempo
 killed run are removed.
 
 Shards (``shard=(I, N)``): N jobs fill one folder, each extracting the videos of its shard and
-writing its own index part (:mod:`stale.pipeline.extract_index`). A video's features do not
-depend on the other videos: N shards write the very bytes one process writes.
+writing its own index part (:mod:`stale.pipeline.extract_index`; :mod:`stale.pipeline.extract_launch`
+submits them). A video's features do not depend on the other videos (the tower's batches never
+mix two): N shards, or decode workers, write the very bytes one process writes.
 
 Image-tower weights (``weights``): a local open_clip / OpenAI state dict (``.pt``, ``.bin``,
 ``.safetensors``; shape from a sidecar ``<stem>.json`` / ``open_clip_config.json`` with
@@ -45,25 +48,26 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save_npy, remove_stale_temp_files
 from stale.core.locks import folder_lock, is_lock_file, lock_name
 from stale.core.output_checks import Output, check_outputs, check_writable_target
+from stale.pipeline.extract_decode import CHUNK, ERROR, START, Sampling, video_items
 from stale.pipeline.extract_index import (INDEX_NAME, META_FORMAT, META_NAME, SETTING_KEYS, load_index, read_index,
                                          shard_of, write_index)
-from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
-                                        find_videos, frames_on_grid, missing_frames_tolerated, open_video)
-from stale.text.image_tower import ImageEncoder, load_image_encoder, preprocess_frames
+from stale.pipeline.video_frames import clip_frame_indices, clip_offsets, find_videos
+from stale.text.image_tower import ImageEncoder, load_image_encoder
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,11 @@ class ExtractConfig:
     progress:        show a progress bar per video (on a terminal).
     shard:           (I, N): extract only the videos of shard I of N (``extract_index.shard_of``), so
                      N jobs can fill one folder; each writes its own index part.
+    workers:         processes decoding and preprocessing videos for the image tower (0: this one).
+    fps:             resample every video to this constant frame rate before taking clips (None:
+                     each video's own rate); conventions such as ActionFormer's use 30.
+    convention:      the name of the preset (``stale.data.features.rate.EXTRACT_PRESETS``) that
+                     set clip_frames / stride / fps, recorded in the index; None when set by hand.
     """
 
     arch: str = "ViT-B-16"
@@ -103,12 +112,20 @@ class ExtractConfig:
     seed: int = 0
     progress: bool = True
     shard: tuple[int, int] | None = None
+    workers: int = 0
+    fps: float | None = None
+    convention: str | None = None
 
     def validate(self) -> None:
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise StaleError(f"--{name.replace('_', '-')}: must be a positive integer, got {value!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 0:
+            raise StaleError(f"--workers: must be a non-negative integer, got {self.workers!r}")
+        if self.fps is not None and not (isinstance(self.fps, (int, float)) and not isinstance(self.fps, bool)
+                                         and 0 < self.fps < float("inf")):
+            raise StaleError(f"--fps: must be a positive number, got {self.fps!r}")
         if self.frames_per_clip > self.clip_frames:
             raise StaleError(f"frames_per_clip ({self.frames_per_clip}) cannot exceed clip_frames "
                              f"({self.clip_frames})")
@@ -135,114 +152,109 @@ class ExtractSummary:
                 + (f", truncated (decoded part kept) {len(self.truncated)}" if self.truncated else ""))
 
 
-# ----------------------------------------------------------------------------- one video
+# ----------------------------------------------------------------------------- encoding
+
+def sampling_of(cfg: ExtractConfig, encoder: ImageEncoder) -> Sampling:
+    """The decoding side's settings (:mod:`stale.pipeline.extract_decode`) for ``cfg``."""
+    return Sampling(cfg.clip_frames, cfg.stride, cfg.frames_per_clip, cfg.batch_size, cfg.fps, cfg.allow_truncated,
+                    tuple(encoder.image_size), tuple(encoder.mean), tuple(encoder.std))
+
+
+class _Video:
+    """A video being encoded: its frames' embeddings so far, and its progress bar (clips)."""
+
+    def __init__(self, name: str, clips: int | None, enabled: bool):
+        self.ids: list[np.ndarray] = []
+        self.embs: list[torch.Tensor] = []
+        self.encode_s = 0.0
+        self.bar = progress_bar(desc=name, unit="clip", enabled=enabled)
+        self.bar.total = clips
+
+    def add(self, emb: torch.Tensor, ids: np.ndarray, seconds: float, cfg: ExtractConfig, last_offset: int) -> None:
+        self.embs.append(emb)
+        self.ids.append(ids)
+        self.encode_s += seconds
+        # clips whose last sampled frame is encoded; the final count is set at the end
+        top = int(ids[-1])
+        done = (top - last_offset) // cfg.stride + 1 if top >= last_offset else 0
+        cap = self.bar.total - 1 if self.bar.total else done
+        self.bar.n = max(self.bar.n, min(done, cap))
+        self.bar.refresh()
+
+    def features(self, path: str, info: dict, cfg: ExtractConfig) -> np.ndarray:
+        """(T, C) float32: each clip's frame embeddings averaged and L2-normalised."""
+        index = clip_frame_indices(info["num_frames"], cfg.clip_frames, cfg.stride, cfg.frames_per_clip)
+        emb = torch.cat(self.embs)                                     # (M, C), rows sorted by frame
+        ids = np.concatenate(self.ids)
+        pos = np.minimum(np.searchsorted(ids, index), len(ids) - 1)    # (T, k) rows of emb
+        if not np.array_equal(ids[pos], index):   # a sampling bug, never the user's input
+            raise RuntimeError(f"{path}: frames {sorted(set(index.ravel()) - set(ids.tolist()))} were not encoded")
+        self.bar.total = self.bar.n = int(index.shape[0])   # every clip encoded: now, and only now, 100%
+        self.bar.refresh()
+        return F.normalize(emb[torch.from_numpy(pos)].mean(dim=1), dim=-1).numpy().astype(np.float32)
+
+
+def encoded_videos(videos: list[Path], encoder: ImageEncoder, cfg: ExtractConfig,
+                   device: torch.device | None = None) -> Iterator[tuple[int, np.ndarray | None, dict | str]]:
+    """``(i, features (T, C) float32, info)`` for each video as it completes, or ``(i, None,
+    message)`` for an unreadable or truncated one (the caller applies the skip policy).
+
+    Decoding runs here (``cfg.workers`` 0) or in ``cfg.workers`` processes
+    (:func:`~stale.pipeline.extract_decode.video_items`), which feed the image tower chunks of at
+    most ``cfg.batch_size`` frames of one video each: a video's batches are the same whatever the
+    other videos, so workers and shards write the same bytes as one process. info: fps,
+    num_frames, num_features, duration, width, height, features_per_second, ``timing_s``
+    (``decode``: demuxing, decoding, colour conversion and preprocessing; ``encode``: the tower).
+    """
+    device = device or torch.device(cfg.device)
+    last_offset = int(clip_offsets(cfg.clip_frames, cfg.frames_per_clip)[-1])
+    pending: dict[int, _Video] = {}
+    items = video_items(videos, sampling_of(cfg, encoder), cfg.workers, pin_memory=device.type == "cuda")
+    try:
+        for item in items:
+            kind, i = item[0], item[1]
+            if kind == START:
+                pending[i] = _Video(Path(videos[i]).name, item[2], cfg.progress and cfg.workers == 0)
+            elif kind == CHUNK:
+                t0 = time.perf_counter()
+                with torch.inference_mode():
+                    emb = F.normalize(encoder.tower(item[2].to(device, non_blocking=True)).float(), dim=-1).cpu()
+                pending[i].add(emb, item[3], time.perf_counter() - t0, cfg, last_offset)
+            else:
+                video = pending.pop(i, None)
+                if kind == ERROR:
+                    if video is not None:
+                        video.bar.close()
+                    yield i, None, item[2]
+                    continue
+                info = dict(item[2])
+                try:
+                    feats = video.features(info["source"], info, cfg)
+                finally:
+                    video.bar.close()
+                info["timing_s"] = {"decode": round(info.pop("decode_s"), 4), "encode": round(video.encode_s, 4)}
+                yield i, feats, info
+    finally:
+        for video in pending.values():
+            video.bar.close()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()   # ends the worker processes now, not when the generator is collected
+
 
 def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractConfig,
                  device: torch.device | None = None) -> tuple[np.ndarray, dict]:
-    """Features of one video: ``((T, C) float32 L2-normalised, info)``; info has fps, num_frames,
-    num_features, duration, width, height and ``timing_s`` (``decode``: demuxing, decoding and
-    colour conversion; ``encode``: preprocessing and the image tower). Frames are decoded one by
-    one and only the sampled ones are kept, in batches of ``cfg.batch_size``.
+    """Features of one video: ``((T, C) float32 L2-normalised, info)`` (see :func:`encoded_videos`);
+    an unreadable or truncated video raises :class:`StaleError` naming the file.
 
     The progress bar counts *encoded clips* (a clip is done when its last sampled frame went
     through the tower); it reaches 100% only after the last batch is encoded.
     """
-    import time
-
-    path = Path(path)
-    device = device or torch.device(cfg.device)
-    offsets = clip_offsets(cfg.clip_frames, cfg.frames_per_clip)
-    container = open_video(path)
-    bar = progress_bar(desc=path.name, unit="clip", enabled=cfg.progress)
-    t_start, t_encode = time.perf_counter(), 0.0
-    try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        if not fps > 0:
-            raise StaleError(f"{path}: video stream has no frame rate")
-        timeline = NativeTimeline(cfg.stride, cfg.clip_frames, 1.0)
-        bar.total = timeline.num_features(stream.frames) if stream.frames else None
-        ids, embs, batch, batch_ids = [], [], [], []
-        last = None   # the newest frame, in case a short video's clip needs it
-
-        def flush():
-            nonlocal t_encode
-            if batch:
-                t0 = time.perf_counter()
-                x = preprocess_frames(torch.from_numpy(np.stack(batch)).to(device), encoder.image_size,
-                                      encoder.mean, encoder.std)
-                with torch.inference_mode():
-                    embs.append(F.normalize(encoder.tower(x).float(), dim=-1).cpu())
-                t_encode += time.perf_counter() - t0
-                ids.extend(batch_ids)
-                batch.clear()
-                batch_ids.clear()
-                # clips whose last sampled frame is encoded; the final count is set at the end
-                done = (ids[-1] - int(offsets[-1])) // cfg.stride + 1 if ids[-1] >= offsets[-1] else 0
-                cap = bar.total - 1 if bar.total else done
-                bar.n = max(bar.n, min(done, cap))
-                bar.refresh()
-
-        n = 0
-        failure: list[str] = []
-        # frames on the constant-rate grid of fps, placed by their timestamps (VFR videos)
-        for n, frame in enumerate(frames_on_grid(decoded_frames(container, failure), fps, path), start=1):
-            k = n - 1
-            last = frame
-            if not np.any((k >= offsets) & ((k - offsets) % cfg.stride == 0)):
-                continue
-            img = frame.to_ndarray(format="rgb24")
-            if batch and img.shape != batch[0].shape:   # resolution change mid-stream
-                flush()
-            batch.append(img)
-            batch_ids.append(k)
-            if len(batch) >= cfg.batch_size:
-                flush()
-        declared, source = declared_frames(container, stream, fps)
-        said = f" of the {declared / fps:.2f} s it declares" if declared else ""
-        if n == 0:
-            raise StaleError(f"{path}: no decodable video frames{said}"
-                             + (f" ({failure[0]})" if failure else ""))
-        short = declared is not None and declared - n > missing_frames_tolerated(declared, fps, source)
-        truncated = None
-        if failure or short:
-            truncated = {"declared_duration": declared / fps if declared else None,
-                         "decoded_duration": n / fps, "declared_from": source or None,
-                         "decode_error": failure[0] if failure else None}
-            if not cfg.allow_truncated:
-                raise StaleError(f"{path}: video is truncated or partly undecodable: decoded "
-                                 f"{n / fps:.2f} s ({n} frames){said}"
-                                 + (f" ({source})" if declared else "")
-                                 + (f", decoding stopped with: {failure[0]}" if failure else "")
-                                 + "; repair or re-download it, or pass --allow-truncated to keep "
-                                   "the decoded part")
-        width, height = last.width, last.height
-        index = clip_frame_indices(n, cfg.clip_frames, cfg.stride, cfg.frames_per_clip)
-        newest = batch_ids[-1] if batch_ids else (ids[-1] if ids else -1)
-        if int(index.max()) == n - 1 and newest != n - 1:   # a clip longer than the video
-            batch.append(last.to_ndarray(format="rgb24"))
-            batch_ids.append(n - 1)
-        flush()
-        bar.total = bar.n = int(index.shape[0])   # every clip encoded: now, and only now, 100%
-        bar.refresh()
-    finally:
-        bar.close()
-        container.close()
-    t_total = time.perf_counter() - t_start
-    emb = torch.cat(embs)                                         # (M, C), rows sorted by frame
-    ids_arr = np.asarray(ids)
-    pos = np.minimum(np.searchsorted(ids_arr, index), len(ids_arr) - 1)   # (T, k) rows of emb
-    if not np.array_equal(ids_arr[pos], index):   # a sampling bug, never the user's input
-        raise RuntimeError(f"{path}: frames {sorted(set(index.ravel()) - set(ids))} were not encoded")
-    feats = F.normalize(emb[torch.from_numpy(pos)].mean(dim=1), dim=-1).numpy().astype(np.float32)
-    info = {"source": str(path), "size": path.stat().st_size, "fps": fps, "num_frames": n,
-            "num_features": int(feats.shape[0]), "duration": n / fps, "width": int(width),
-            "height": int(height), "declared_duration": declared / fps if declared else None,
-            "timing_s": {"decode": round(t_total - t_encode, 4), "encode": round(t_encode, 4)}}
-    if truncated is not None:
-        info["truncated"] = truncated
-    return feats, info
+    for _, feats, info in encoded_videos([Path(path)], encoder, replace(cfg, workers=0), device):
+        if feats is None:
+            raise StaleError(info)
+        return feats, info
+    raise RuntimeError(f"{path}: no result")   # encoded_videos yields once per video
 
 
 # ----------------------------------------------------------------------------- many videos
@@ -252,7 +264,9 @@ def _settings(cfg: ExtractConfig, encoder: ImageEncoder) -> dict:
             "random_weights": encoder.random, "clip_frames": cfg.clip_frames, "stride": cfg.stride,
             "frames_per_clip": cfg.frames_per_clip, "prefix": cfg.prefix,
             "image_size": list(encoder.image_size), "mean": list(encoder.mean), "std": list(encoder.std),
-            "embed_dim": encoder.embed_dim}
+            "embed_dim": encoder.embed_dim, "fps": cfg.fps, "convention": cfg.convention,
+            # feature i is centred at (i * stride + clip_frames / 2) / fps seconds
+            "features_per_second": cfg.fps / cfg.stride if cfg.fps else None}
 
 
 def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: ImageEncoder) -> list[str]:
@@ -266,9 +280,13 @@ def setting_conflicts(out_dir: str | os.PathLike, cfg: ExtractConfig, encoder: I
     return [k for k in SETTING_KEYS if meta.get(k) != settings[k]]
 
 
+#: submitit's logs of ``--shards N --launcher slurm|submitit-local`` (stale.pipeline.extract_launch)
+SUBMITIT_DIR = ".submitit"
+
+
 def _is_temp(name: str) -> bool:
-    """A temporary file of an atomic write, or the folder's lock: not foreign files."""
-    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name)
+    """A temporary file of an atomic write, the folder's lock, or the shard jobs' logs: not foreign files."""
+    return (name.startswith(".") and name.endswith(".tmp")) or is_lock_file(name) or name == SUBMITIT_DIR
 
 
 def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig) -> list[Path]:
@@ -353,33 +371,38 @@ def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: 
     if shard is not None:
         videos = [v for v in videos if shard_of(v.stem, shard[1]) == shard[0]]
         log.info("shard %d/%d: %d videos", shard[0], shard[1], len(videos))
+    todo = []
     for video in videos:
-        vid = video.stem
-        target = out / f"{cfg.prefix}{vid}.npy"
-        if not cfg.overwrite and target.is_file() and vid in meta["videos"]:
-            summary.resumed.append(vid)
-            continue
-        try:
-            feats, info = encode_video(video, encoder, cfg, device)
-        except StaleError as exc:
-            if not cfg.skip_bad:
-                raise
-            log.warning("skipping %s", exc)
-            summary.bad[str(video)] = str(exc)
-            meta["skipped"][str(video)] = str(exc)
-            meta["videos"].pop(vid, None)
+        if not cfg.overwrite and (out / f"{cfg.prefix}{video.stem}.npy").is_file() and video.stem in meta["videos"]:
+            summary.resumed.append(video.stem)
+        else:
+            todo.append(video)
+    bar = progress_bar(total=len(todo), desc="videos", unit="video", enabled=cfg.progress and cfg.workers > 0)
+    try:
+        for i, feats, info in encoded_videos(todo, encoder, cfg, device):
+            bar.update(1)
+            video = todo[i]
+            vid = video.stem
+            if feats is None:   # unreadable or truncated: info is the one-line reason
+                if not cfg.skip_bad:
+                    raise StaleError(info)
+                log.warning("skipping %s", info)
+                summary.bad[str(video)] = info
+                meta["skipped"][str(video)] = info
+                meta["videos"].pop(vid, None)
+                write_index(out, meta, shard)
+                continue
+            atomic_save_npy(out / f"{cfg.prefix}{vid}.npy", feats)
+            if "truncated" in info:
+                summary.truncated.append(vid)
+                log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
+                            info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
+            meta["videos"][vid] = info
+            meta["skipped"].pop(str(video), None)
             write_index(out, meta, shard)
-            continue
-
-        atomic_save_npy(target, feats)
-        if "truncated" in info:
-            summary.truncated.append(vid)
-            log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
-                        info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
-        meta["videos"][vid] = info
-        meta["skipped"].pop(str(video), None)
-        write_index(out, meta, shard)
-        summary.extracted.append(vid)
+            summary.extracted.append(vid)
+    finally:
+        bar.close()
     meta["summary"] = asdict(summary) | {"line": summary.line()}
     write_index(out, meta, shard, settle=True)
     return summary

@@ -19,16 +19,12 @@ import zlib
 from pathlib import Path
 
 from stale.core.errors import StaleError
-from stale.core.io import atomic_write_json, read_json
+from stale.core.io import atomic_write_json
+from stale.data.features.extract_meta import META_FORMAT, META_NAME, PART_GLOB, SETTING_KEYS, read_index
 
 log = logging.getLogger(__name__)
 
-META_NAME = "extract_meta.json"
 INDEX_NAME = "videos.json"
-PART_GLOB = "extract_meta.shard-*-of-*.json"
-META_FORMAT = "stale-extract/1"
-# settings that must agree between runs writing into the same folder
-SETTING_KEYS = ("arch", "weights", "clip_frames", "stride", "frames_per_clip", "prefix")
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -52,38 +48,6 @@ def shard_of(video_id: str, num_shards: int) -> int:
 def part_name(shard: tuple[int, int]) -> str:
     """The file name of shard I of N's index part."""
     return f"extract_meta.shard-{shard[0]}-of-{shard[1]}.json"
-
-
-def _read_one(path: Path) -> dict:
-    meta = read_json(path, path.name)
-    if (not isinstance(meta, dict) or meta.get("format") != META_FORMAT
-            or not isinstance(meta.get("videos"), dict)):
-        raise StaleError(f"{path}: not an index written by stale extract (format {META_FORMAT!r} with a "
-                         f"'videos' mapping); choose another --out")
-    return meta
-
-
-def read_index(out: Path) -> dict | None:
-    """The folder's index: ``extract_meta.json`` merged with the shards' parts (None when there
-    is none); a damaged one, or parts made with other settings, is an error."""
-    paths = ([out / META_NAME] if (out / META_NAME).is_file() else []) + sorted(out.glob(PART_GLOB))
-    if not paths:
-        return None
-    merged: dict | None = None
-    for path in paths:
-        meta = _read_one(path)
-        if merged is None:
-            merged = {**meta, "videos": dict(meta["videos"]), "skipped": dict(meta.get("skipped", {}))}
-            first = path
-            continue
-        diff = [k for k in SETTING_KEYS if meta.get(k) != merged.get(k)]
-        if diff:
-            raise StaleError(f"{path}: made with other settings than {first.name} ({', '.join(diff)}); "
-                             f"remove one, or use another --out")
-        merged["videos"].update(meta["videos"])
-        merged["skipped"].update(meta.get("skipped", {}))
-    merged.pop("shard", None)
-    return merged
 
 
 def load_index(out: Path, settings: dict, overwrite: bool) -> dict:

@@ -28,6 +28,7 @@ from stale.core.errors import StaleError
 from stale.core.io import atomic_save_npy, atomic_write_json, read_json, remove_stale_temp_files
 from stale.core.logs import get_logger, progress as bar
 from stale.data.features import FeatureConfig, StreamConfig, open_features
+from stale.data.features.extract_meta import META_NAME as EXTRACT_META, declared_rate, rate_line
 from stale.data.features.rate import estimate_rate
 
 log = get_logger("stale.features")
@@ -159,12 +160,24 @@ def inspect_features(cfg: FeatureConfig, annotations: str | os.PathLike | None =
     if len(lengths) > 2 and len(set(lengths.values())) == 1 and len(channels) > 1:
         hints.append("every video has the same first axis but the second varies: channel-first (C, T) arrays? "
                      "pass --dim C or --layout ct")
+    index = reader.extract_index() if hasattr(reader, "extract_index") else None
+    declared = None
+    if index is not None:   # a stale extract folder: its index says how indices map to seconds
+        declared = declared_rate(index)
+        if annotations is None:
+            durations = {v: i["duration"] for v, i in index["videos"].items() if isinstance(i, dict)}
+        for vid, t in lengths.items():
+            entry = index["videos"].get(vid)
+            said = entry.get("num_features") if isinstance(entry, dict) else None
+            if said is not None and said != t:
+                problems.append(f"{reader.where(vid)}: {t} features but {EXTRACT_META} lists {said}")
     nonfinite = reader.nonfinite_counts
     report.update({
         "videos_read": len(lengths),
         "channels": {str(c): n for c, n in sorted(channels.items())},
         "lengths": _percentiles(list(lengths.values())),
-        "rate": estimate_rate(lengths, durations).to_dict() if annotations is not None else None,
+        "rate": estimate_rate(lengths, durations).to_dict() if annotations is not None or durations else None,
+        "declared_rate": declared,
         "nonfinite": {"videos": len(nonfinite), "values": int(sum(nonfinite.values())),
                       "examples": [reader.where(v) for v in list(nonfinite)[:EXAMPLES]]},
         "cropped_streams": len(getattr(reader, "cropped", {})),
@@ -195,6 +208,8 @@ def format_inspect(report: dict) -> str:
     if ln:
         out.append(f"length T: min {ln['min']}, 5% {ln['p5']:.0f}, median {ln['median']:.0f}, 95% {ln['p95']:.0f}, "
                    f"max {ln['max']}")
+    if report.get("declared_rate"):
+        out.append(f"feature rate declared by {EXTRACT_META}: {rate_line(report['declared_rate'])}")
     if report["rate"] is not None:
         out.append(RateEstimate(**report["rate"]).line())
     nf = report["nonfinite"]

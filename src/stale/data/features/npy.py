@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from stale.core.errors import StaleError
+from stale.data.features.extract_meta import read_index, timeline
 from stale.data.features.source import FolderSource
 
 
@@ -31,6 +32,17 @@ class FeatureStore(FolderSource):
                  nonfinite: Literal["error", "zero"] = "error", mmap: bool = True, layout: str = "auto"):
         super().__init__(root, prefix, suffix, dim, nonfinite, layout)
         self.mmap = mmap
+        self._index: dict | None | bool = False   # the folder's stale extract index, once read
+
+    def extract_index(self) -> dict | None:
+        """The folder's ``stale extract`` index (parts merged), or None when it has none."""
+        if self._index is False:
+            self._index = read_index(self.root)
+        return self._index
+
+    def timeline(self, video_id: str):
+        index = self.extract_index()
+        return None if index is None else timeline(index, video_id)
 
     @classmethod
     def from_config(cls, cfg) -> "FeatureStore":

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from stale.core.errors import StaleError
+
 
 @dataclass(frozen=True)
 class Convention:
@@ -50,6 +52,37 @@ CONVENTIONS = (
     Convention("clips16-30fps", 16, 16, 30.0,
                "16-frame clips every 16 frames at 30 fps (stale extract's default on a 30 fps video)"),
 )
+
+
+#: ``stale extract --convention NAME``: sampling presets, each with its source and feature rate
+EXTRACT_PRESETS = {c.name: c for c in (
+    Convention("actionformer-thumos14", 16, 4, 30.0,
+               "ActionFormer's THUMOS14 features (Zhang et al., ECCV 2022): 16-frame clips every 4 frames "
+               "of the video resampled to 30 fps = 7.5 features/s (one per 0.1333 s)"),
+    Convention("stale-anet-clip", 16, 16, 15.0,
+               "STALE on ActivityNet (Nag et al., ECCV 2022, Sec. 3: 16-frame snippets, CLIP ViT-B/16); the "
+               "paper gives no frame rate: 15 fps as ActionFormer's ActivityNet TSP release, so the two "
+               "align = 0.9375 features/s"),
+)}
+
+
+def apply_preset(name: str | None, clip_frames: int, stride: int, fps: float | None,
+                 defaults: tuple[int, int] = (16, 16)) -> tuple[int, int, float | None]:
+    """``(clip_frames, stride, fps)`` of the preset ``name`` (None: the arguments unchanged). A
+    value given besides the preset that differs from it (``clip_frames`` / ``stride`` other than
+    their ``defaults``, any ``fps``) is a one-line error naming both."""
+    if name is None:
+        return clip_frames, stride, fps
+    if name not in EXTRACT_PRESETS:
+        raise StaleError(f"--convention {name!r}: unknown; choose one of {', '.join(EXTRACT_PRESETS)}")
+    c = EXTRACT_PRESETS[name]
+    given = {"--clip-frames": (clip_frames, defaults[0], c.clip_frames), "--stride": (stride, defaults[1], c.stride),
+             "--fps": (fps, None, c.fps)}
+    for option, (value, default, preset) in given.items():
+        if value != default and value != preset:
+            raise StaleError(f"--convention {name} sets {option} {preset:g}; got {option} {value:g} besides it "
+                             f"(drop one)")
+    return c.clip_frames, c.stride, c.fps
 
 
 @dataclass

@@ -77,6 +77,12 @@ class FeatureReader:
         """(T, C) of a video read cheaply (a file header), or None where that needs the data."""
         return None
 
+    def timeline(self, video_id: str):
+        """The :class:`~stale.data.timeline.NativeTimeline` (feature index <-> seconds) the source
+        declares for ``video_id``, or None where it declares none (only ``stale extract``'s
+        folders do, in ``extract_meta.json``)."""
+        return None
+
     def describe(self) -> str:
         return f"{self.kind} {self.root}"
 
