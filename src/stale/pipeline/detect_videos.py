@@ -271,6 +271,24 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
     return run, f"trained run {run.checkpoint} (method {run.cfg.method})"
 
 
+def video_detector(opts: DetectOptions, encoder, classes: list[str], device):
+    """``(detect, description)``: ``detect(features (T, C) float32, duration seconds) ->
+    [{"segment", "label", "score"}]`` of one video (or one stream window), with the trained
+    ``opts.run`` or, without one, the training-free CLIP detector; checked against ``encoder``."""
+    import numpy as np
+    import torch
+
+    if opts.run is not None:
+        run, description = _run_detector(opts, encoder, classes, device)
+        return (lambda feats, duration: run.detect(feats, classes, duration)), description
+    detector, description = _clip_detector(opts, encoder, classes, device)
+
+    def detect_one(feats, duration):
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
+        return detector(x, classes, [duration]).to_lists(classes)[0]
+    return detect_one, description
+
+
 # ----------------------------------------------------------------------------- the command
 
 def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions) -> DetectResult:
@@ -286,7 +304,6 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
 def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions,
                 lock) -> DetectResult:
     import numpy as np
-    import torch
 
     from stale.core.hub import preflight_weights
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
@@ -331,15 +348,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     if encoder.random:
         log.warning("WARNING: image encoder %s: the detections carry no meaning (tests and "
                     "benchmarks only)", encoder.description)
-    if opts.run is not None:
-        run, description = _run_detector(opts, encoder, classes, device)
-        detect_one = lambda feats, duration: run.detect(feats, classes, duration)   # noqa: E731
-    else:
-        detector, description = _clip_detector(opts, encoder, classes, device)
-
-        def detect_one(feats, duration):
-            x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
-            return detector(x, classes, [duration]).to_lists(classes)[0]
+    detect_one, description = video_detector(opts, encoder, classes, device)
     t_models = time.perf_counter() - t0
 
     # from here on this process writes into OUT: one writer at a time (the checks above are
