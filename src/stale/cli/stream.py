@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--srt", default=None,
                         help="SubRip file of all detections so far, rewritten atomically (default: --out with .srt)")
     parser.add_argument("--subtitle-min-score", type=float, default=0.0, help="lowest score written to the SRT (default 0)")
-    parser.add_argument("--window", type=float, default=30.0,
+    parser.add_argument("--window", type=float, default=60.0,
                         help="seconds of the causal window the detector sees (default %(default)s; the longest "
                              "reportable action is window - margin)")
     parser.add_argument("--hop", type=float, default=2.0, help="seconds between detector runs (default %(default)s)")

@@ -68,7 +68,7 @@ class StreamOptions:
     batch_size: int = 8
     device: str = "auto"
     overrides: list[str] = field(default_factory=list)
-    window: float = 30.0
+    window: float = 60.0
     hop: float = 2.0
     margin: float = 4.0
     repeat_iou: float = 0.5

@@ -165,7 +165,7 @@ class CausalWindow:
             if self._repeats(int(s), int(e), d["label"]):
                 continue
             self._emitted.append((int(s), int(e), d["label"]))
-            out.append(Emitted(s * sps, e * sps, d["label"], float(d["score"]), clock - e * sps))
+            out.append(Emitted(float(s * sps), float(e * sps), d["label"], float(d["score"]), float(clock - e * sps)))
         return out
 
     def _repeats(self, s: int, e: int, label: str) -> bool:
