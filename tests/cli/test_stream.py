@@ -114,6 +114,10 @@ def test_existing_outputs_are_refused_before_any_work(media, streamed, tmp_path)
     proc = stale("stream", media["mp4"], "--classes", CLASSES, "--weights", media["clip"], "--window", "4",
                  "--margin", "4")
     assert proc.returncode == 2 and "--margin: must be in [0, --window" in proc.stderr
+    proc = stale("stream", tmp_path / "nope.mp4", "--classes", CLASSES, "--weights", media["clip"])
+    assert proc.returncode == 2 and "nope.mp4: no such file" in proc.stderr
+    proc = stale("stream", media["mp4"], "--classes", CLASSES, "--weights", media["clip"], "--queue", "0")
+    assert proc.returncode == 2 and "--queue: must be a whole number >= 1" in proc.stderr
 
 
 def test_a_stream_cut_mid_file_ends_cleanly_keeping_what_was_emitted(media, tmp_path):
@@ -197,18 +201,18 @@ def _tiou(a, b) -> float:
 
 
 def test_streamed_detections_agree_with_offline_detect(media, streamed, tmp_path):
-    """The same training-free detector offline (whole video) and streamed (causal windows): each
-    of offline's 5 best detections has a streamed one of its label with tIoU >= 0.5 and a score
-    within 0.25; over its 10 best the median tIoU is >= 0.6 and the median score difference <=
-    0.1 (docs/stream.md states these; the scores differ because each window has its own
-    per-class baseline and thresholds, and with random weights every class is a near tie)."""
+    """The same training-free detector offline (whole video) and streamed (causal windows), default
+    settings: each of offline's 5 best detections has a streamed one of its label with tIoU >= 0.5
+    and a score within 0.25; over its 10 best the median tIoU is >= 0.6 and the median score
+    difference <= 0.1 (docs/stream.md states these; they differ because each window has its own
+    per-class baseline and quantile thresholds, and with random weights every class is a near tie)."""
     import stale as api
 
     res = api.detect([media["mp4"]], CLASSES, tmp_path / "offline", weights=str(media["clip"]), clip_frames=4,
                      stride=4, threads=1)
     offline = res.results["shapes"]
     st = api.stream(media["mp4"], CLASSES, weights=str(media["clip"]), clip_frames=4, stride=4, threads=1)
-    with st:   # the default window (60 s) and margin
+    with st:   # the default window (60 s), hop and margin
         online = [d.to_dict() for d in st]
     ious, dscore = [], []
     for d in offline[:10]:
@@ -218,3 +222,23 @@ def test_streamed_detections_agree_with_offline_detect(media, streamed, tmp_path
         dscore.append(abs(best["score"] - d["score"]) if best else 1.0)
     assert min(ious[:5]) >= 0.5 and max(dscore[:5]) <= 0.25, (ious, dscore)
     assert sorted(ious)[len(ious) // 2] >= 0.6 and sorted(dscore)[len(dscore) // 2] <= 0.1, (ious, dscore)
+
+
+def test_a_window_independent_detector_streams_exactly_the_offline_detections(media, tmp_path):
+    """With absolute thresholds (no per-window baseline, threshold quantile 0 floored at 0.6) the
+    detector's output does not depend on the window, so a window shorter than the video (16 s of
+    36 s) must reproduce offline detect: same segments, labels and scores."""
+    import stale as api
+
+    absolute = ["baseline_quantile=null", "background_logit=-1.0", "segments.quantiles=[0.0]",
+                "segments.min_threshold=0.6"]
+    res = api.detect([media["mp4"]], CLASSES, tmp_path / "offline", weights=str(media["clip"]), clip_frames=4,
+                     stride=4, threads=1, overrides=absolute)
+    offline = sorted((round(d["segment"][0], 3), round(d["segment"][1], 3), d["label"], round(d["score"], 3))
+                     for d in res.results["shapes"])
+    out = tmp_path / "abs.jsonl"
+    proc = stale("stream", media["mp4"], "--classes", CLASSES, "--weights", media["clip"], "--out", out, *FAST,
+                 *[x for o in absolute for x in ("--set", o)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    online = sorted((d["start"], d["end"], d["label"], round(d["score"], 3)) for d in lines(out))
+    assert len(offline) >= 4 and online == offline

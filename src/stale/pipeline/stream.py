@@ -92,6 +92,8 @@ class StreamOptions:
                 raise StaleError(f"--{name.replace('_', '-')}: must be > 0 seconds, got {getattr(self, name)}")
         if not 0 <= float(self.margin) < float(self.window):
             raise StaleError(f"--margin: must be in [0, --window = {self.window}) seconds, got {self.margin}")
+        if isinstance(self.queue, bool) or not isinstance(self.queue, int) or self.queue < 1:
+            raise StaleError(f"--queue: must be a whole number >= 1 (clips), got {self.queue!r}")
         if self.backpressure not in ("auto", "skip", "block"):
             raise StaleError(f"--backpressure: must be auto, skip or block, got {self.backpressure!r}")
         if not 0.0 <= float(self.subtitle_min_score) <= 1.0:
@@ -203,6 +205,9 @@ class DetectionStream:
 
         opts.validate()
         self.source, self.opts = str(source), opts
+        if "://" not in self.source and opts.input_format is None and not Path(self.source).expanduser().exists():
+            raise StaleError(f"{self.source}: no such file (a URL needs its scheme, e.g. rtsp://; a device "
+                             f"its --input-format, e.g. v4l2)")
         self.classes = read_class_names(opts.classes)
         _check_outputs(self.source, opts)
         preflight_weights(opts.arch, opts.weights, "CLIP weights")
