@@ -242,3 +242,36 @@ def test_a_window_independent_detector_streams_exactly_the_offline_detections(me
     assert proc.returncode == 0, proc.stderr[-2000:]
     online = sorted((d["start"], d["end"], d["label"], round(d["score"], 3)) for d in lines(out))
     assert len(offline) >= 4 and online == offline
+
+
+def test_with_a_trained_run(media, tmp_path, tiny_dataset_factory):
+    """A trained run's detector on the causal windows (one epoch: its masks cover whole windows,
+    so with a window longer than the video its detections come at the end of the stream, from
+    the whole video, as offline's do); a run expecting other features is refused before any
+    frame is read."""
+    import stale as api
+
+    runs = {}
+    for dim in (32, 16):
+        data = tiny_dataset_factory(tmp_path / f"data{dim}", dim=dim, n_train=12, n_val=4)
+        runs[dim] = api.train("tiny", tmp_path / f"run{dim}", overrides=[
+            f"data.annotations={data / 'annotations.json'}", f"data.features.root={data / 'features'}",
+            f"model.input_dim={dim}", f"data.features.dim={dim}", "train.epochs=1", "train.progress=false"])
+    out = tmp_path / "run.jsonl"
+    args = ["--classes", "high jump,long jump", "--run", runs[32], "--weights", media["clip"]]
+    opts = ["--clip-frames", "4", "--stride", "4", "--threads", "1", "--set", "inference.theta_c=0"]
+    proc = stale("stream", media["mp4"], *args, "--out", out, *opts)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dets = lines(out)
+    assert dets and {d["label"] for d in dets} <= {"high jump", "long jump"}
+    assert all(set(d) == set(FIELDS) and 0 <= d["start"] < d["end"] <= 36.0 + 1e-6 for d in dets)
+    assert "frames read 360" in summary(proc.stderr)
+    proc = stale("detect", media["mp4"], *args, "--out", tmp_path / "offline", *opts, "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = json.loads((tmp_path / "offline" / "detections.json").read_text())["results"]["shapes"][0]
+    assert [best["label"], round(best["segment"][0], 3), round(best["segment"][1], 3), round(best["score"], 6)] in \
+        [[d["label"], d["start"], d["end"], d["score"]] for d in dets]
+    bad = tmp_path / "bad.jsonl"
+    proc = stale("stream", media["mp4"], "--classes", "high jump", "--run", runs[16], "--weights", media["clip"],
+                 "--out", bad, *FAST)
+    assert proc.returncode == 2 and "expects 16-d features" in proc.stderr and not bad.exists()
