@@ -16,7 +16,7 @@ import time
 import pytest
 
 from media_util import tiny_clip, write_shapes_video
-from test_detect import stale, stale_subprocess
+from test_detect import runs, stale  # noqa: F401 (runs: test_detect's tiny trained runs, a fixture)
 
 pytest.importorskip("av")
 CLASSES = "red square,blue circle,green bar"
@@ -244,19 +244,11 @@ def test_a_window_independent_detector_streams_exactly_the_offline_detections(me
     assert len(offline) >= 4 and online == offline
 
 
-def test_with_a_trained_run(media, tmp_path, tiny_dataset_factory):
-    """A trained run's detector on the causal windows (one epoch: its masks cover whole windows,
+def test_with_a_trained_run(media, runs, tmp_path):  # noqa: F811 (the imported fixture)
+    """A trained run's detector on the causal windows (two epochs: its masks cover whole windows,
     so with a window longer than the video its detections come at the end of the stream, from
     the whole video, as offline's do); a run expecting other features is refused before any
     frame is read."""
-    import stale as api
-
-    runs = {}
-    for dim in (32, 16):
-        data = tiny_dataset_factory(tmp_path / f"data{dim}", dim=dim, n_train=12, n_val=4)
-        runs[dim] = api.train("tiny", tmp_path / f"run{dim}", overrides=[
-            f"data.annotations={data / 'annotations.json'}", f"data.features.root={data / 'features'}",
-            f"model.input_dim={dim}", f"data.features.dim={dim}", "train.epochs=1", "train.progress=false"])
     out = tmp_path / "run.jsonl"
     args = ["--classes", "high jump,long jump", "--run", runs[32], "--weights", media["clip"]]
     opts = ["--clip-frames", "4", "--stride", "4", "--threads", "1", "--set", "inference.theta_c=0"]

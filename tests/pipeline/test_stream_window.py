@@ -28,7 +28,8 @@ def segment_detector(smooth: int = 1):
 
 
 def planted(T: int, actions: list[tuple[int, int, int]], seed: int = 0) -> np.ndarray:
-    """(T, 2) scores: background noise in [0.01, 0.04] (below the 0.05 floor of the thresholds), 0.9 inside each (start, end, class)."""
+    """(T, 2) scores: background noise in [0.01, 0.04] (below the 0.05 floor of the thresholds),
+    0.9 inside each (start, end, class)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.01, 0.04, size=(T, 2)).astype(np.float32)
     for s, e, k in actions:

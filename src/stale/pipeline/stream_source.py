@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-import numpy as np
 
 from stale.core.errors import StaleError
 from stale.pipeline.video_frames import clip_offsets, decoded_frames, frames_on_grid
