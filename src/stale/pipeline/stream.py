@@ -241,10 +241,13 @@ class DetectionStream:
 
     # ------------------------------------------------------------------------- the loop
 
+    def _live(self) -> bool:
+        """A source that does not wait for us: a URL, a device, a pipe, or a paced file."""
+        return self.opts.realtime or not Path(self.source).expanduser().is_file()
+
     def _reader(self) -> SourceReader:
         o = self.opts
-        live = o.realtime or not Path(self.source).expanduser().is_file()
-        policy = o.backpressure if o.backpressure != "auto" else ("skip" if live else "block")
+        policy = o.backpressure if o.backpressure != "auto" else ("skip" if self._live() else "block")
         opener = pyav_opener(self.source, o.stall_timeout, o.input_format)
         return SourceReader(opener, o.clip_frames, o.stride, o.frames_per_clip, o.queue, policy,
                             o.realtime, o.stall_timeout)
@@ -256,7 +259,7 @@ class DetectionStream:
         # the clock latencies are measured against (docs/stream.md): a live or paced source's
         # position (wall time since its first frame); for a file read as fast as it decodes, the
         # newest encoded clip's time (the reader runs ahead only as far as the queue lets it)
-        live = self.opts.realtime or not Path(self.source).expanduser().is_file()
+        live = self._live()
         jsonl, window = None, None
         try:
             reader.start()
