@@ -78,8 +78,9 @@ def run(args) -> int:
             for det in st:
                 if args.out is None:
                     print(json.dumps(det.to_dict()), flush=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # the outputs hold everything emitted so far (the stream closed itself)
         status = 130
+        st.summary.ended = "interrupted"
     print(f"stale stream: {st.summary.line()}", file=sys.stderr)
     if st.summary.frames_skipped:
         print(f"stale stream: warning: {st.summary.frames_skipped} frames ({st.summary.clips_skipped} clips) skipped "

@@ -262,7 +262,10 @@ class DetectionStream:
         live = self._live()
         jsonl, window = None, None
         try:
-            reader.start()
+            try:
+                reader.start()
+            except Stalled as exc:
+                raise StaleError(f"{self.source}: {exc}; is it live? (raise --stall-timeout for a slow start)") from None
             sps = o.stride / reader.fps
             cfg = WindowConfig(window=max(2, int(round(o.window / sps))), hop=max(1, int(round(o.hop / sps))),
                                margin=int(round(o.margin / sps)), repeat_iou=o.repeat_iou)
@@ -303,6 +306,9 @@ class DetectionStream:
             if not s.ended.startswith("stalled"):
                 s.ended = reader.ended or "end of stream"
             yield from self._emit(window.finish(reader.position), jsonl)
+        except GeneratorExit:   # the caller stopped iterating (close(), leaving a with block)
+            s.ended = "stopped" if s.ended == "interrupted" else s.ended
+            raise
         finally:
             reader.stop()
             if jsonl is not None:
