@@ -168,6 +168,19 @@ def test_a_stalling_source_ends_after_the_stall_timeout(media, tmp_path):
     check_detections(dets, read / 10)
 
 
+def test_a_source_that_never_opens_is_one_error_line(media, tmp_path):
+    fifo = tmp_path / "never.ts"
+    os.mkfifo(fifo)   # nobody ever writes: opening it blocks
+    try:
+        proc = stale("stream", fifo, "--classes", CLASSES, "--weights", media["clip"], "--out", tmp_path / "n.jsonl",
+                     "--input-format", "mpegts", "--stall-timeout", "1", *FAST)
+    finally:   # let the reader thread left behind see the end of the pipe
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "never.ts: the source did not open within 1 s" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_ctrl_c_exits_130_with_everything_emitted_so_far_written(media, tmp_path):
     out = tmp_path / "int.jsonl"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
