@@ -102,6 +102,7 @@ def test_every_command_has_an_api_function_with_its_options():
 
     from stale import api
     from stale.pipeline.detect_videos import DetectOptions
+    from stale.pipeline.stream import StreamOptions
 
     actions = _cli_actions()
     actions.update({"experiment summarize": None, "experiment list": None})   # words of its SPEC argument
@@ -114,6 +115,8 @@ def test_every_command_has_an_api_function_with_its_options():
         params = dict(inspect.signature(fn).parameters)
         if command == "detect":
             params.update({f.name: f for f in dataclasses.fields(DetectOptions)})
+        if command == "stream":
+            params.update({f.name: f for f in dataclasses.fields(StreamOptions) if f.name not in params})
         skip = SKIP.get(command) or set()
         for a in parser._actions:
             if a.dest in TERMINAL or a.dest in skip:

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
     (lambda t: stale.report(t, outt="x.html"), ["stale.report", "outt"]),
     (lambda t: stale.predict(t, t / "p.json", batch_size="8"), ["argument batch_size", "str '8'"]),
     (lambda t: stale.synthesize(t / "s", preset="aligned", seed=-1), ["argument seed", "must be in [0, 2**63 - 1]"]),
+    (lambda t: stale.stream(t / "v.mp4", "a", weights="random", window="30"), ["stale.stream: argument window", "str '30'"]),
+    (lambda t: stale.stream(t / "v.mp4", "a", weights="random", realtime=1), ["argument realtime", "int 1"]),
+    (lambda t: stale.stream(t / "v.mp4", "a", weights="random", hopp=1.0), ["stale.stream: unknown option 'hopp'", "hop"]),
 ])
 def test_bad_arguments_are_one_error_naming_the_argument(tmp_path, call, needles):
     with pytest.raises(ArgumentError) as info:

@@ -37,6 +37,7 @@ COMMANDS = {
     "experiment": "experiment", "experiment summarize": "summarize_experiment",
     "experiment list": "list_experiments", "demo": "demo", "config show": "config", "config list": "list_configs",
     "features inspect": "features_inspect", "features convert": "features_convert",
+    "stream": "stream",
 }
 __all__ = ["load_run", *dict.fromkeys(COMMANDS.values())]
 
@@ -384,6 +385,38 @@ def detect(videos: Sequence[str | os.PathLike] | str | os.PathLike, classes: Seq
     opts = DetectOptions(classes=classes, run=run, weights=weights, arch=arch, overwrite=overwrite,
                          progress=options.pop("progress", False), **options)
     return run_detect(inputs, out, opts)
+
+
+@checked
+def stream(source: str | os.PathLike, classes: Sequence[str] | str, run: str | os.PathLike | None = None,
+           weights: str | None = None, arch: str = "ViT-B-16", out: str | os.PathLike | None = None,
+           srt: str | os.PathLike | None = None, overwrite: bool = False, threads: int | None = None, **options):
+    """Detect ``classes`` online in a live ``source`` (a file, a URL or a device PyAV opens) --
+    ``stale stream``. Returns a :class:`stale.pipeline.stream.DetectionStream`: iterate over it
+    for each detection as soon as it is final (``.start``, ``.end``, ``.label``, ``.score``,
+    ``.latency``; ``.to_dict()``); ``out`` also appends them to a JSON-lines file and ``srt``
+    (default: ``out`` with ``.srt``) keeps a SubRip file of all of them. Use it in a ``with``
+    block (or call ``.close()``) to stop early; ``.summary`` counts frames read, encoded and
+    skipped and the latencies. Bad options, outputs, classes and models fail here, before any
+    frame is read.
+
+    ``options``: further :class:`stale.pipeline.stream.StreamOptions` fields (``window``, ``hop``,
+    ``margin``, ``realtime``, ``stride``, ``overrides``, ...)."""
+    from stale.core.hub import preflight_weights
+
+    preflight_weights(arch, weights, "CLIP weights")   # before the slow imports
+    from dataclasses import fields
+
+    from stale.core.arguments import check_options
+    from stale.pipeline.stream import DetectionStream, StreamOptions
+    from stale.training.runtime import set_threads
+
+    given = {"classes", "run", "weights", "arch", "out", "srt", "overwrite"}   # parameters of this function
+    check_options("stream", options, {f.name: str(f.type) for f in fields(StreamOptions) if f.name not in given})
+    set_threads(threads)
+    opts = StreamOptions(classes=classes, run=run, weights=weights, arch=arch, out=out, srt=srt,
+                         overwrite=overwrite, **options)
+    return DetectionStream(source, opts)
 
 
 @checked

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "predict": "predict",
     "detect": "detect",
+    "stream": "stream",
     "report": "report",
     "experiment": "experiment",
     "demo": "demo",

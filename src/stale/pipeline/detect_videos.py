@@ -277,6 +277,34 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
     return run, f"trained run {run.checkpoint} (method {run.cfg.method})"
 
 
+def video_detector(opts: DetectOptions, encoder, classes: list[str], device):
+    """``(detect, description)``: ``detect(features, duration seconds, name="video") ->
+    [{"segment", "label", "score"}]`` of one video (or one stream window), with the trained
+    ``opts.run`` or, without one, the training-free CLIP detector; checked against ``encoder``.
+    ``features``: a (T, C) float32 array or the path of a ``.npy`` file (with ``opts.windows`` a
+    trained run memory-maps it and reads a window at a time)."""
+    import numpy as np
+    import torch
+
+    if opts.run is not None:
+        run, description = _run_detector(opts, encoder, classes, device)
+        windows = True if getattr(opts, "windows", False) else None   # None: as the run was trained
+        if windows:
+            description += ", sliding windows"
+
+        def detect_run(feats, duration, name="video"):
+            return run.detect(feats, classes, duration, windows=windows, name=name)
+        return detect_run, description
+    detector, description = _clip_detector(opts, encoder, classes, device)
+
+    def detect_one(feats, duration, name="video"):
+        if isinstance(feats, (str, os.PathLike)):
+            feats = np.load(feats)
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
+        return detector(x, classes, [duration]).to_lists(classes)[0]
+    return detect_one, description
+
+
 # ----------------------------------------------------------------------------- the command
 
 def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions) -> DetectResult:
@@ -292,7 +320,6 @@ def run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts
 def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opts: DetectOptions,
                 lock) -> DetectResult:
     import numpy as np
-    import torch
 
     from stale.core.hub import preflight_weights
     from stale.core.io import atomic_write_json, atomic_write_text, read_json
@@ -339,21 +366,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     if encoder.random:
         log.warning("WARNING: image encoder %s: the detections carry no meaning (tests and "
                     "benchmarks only)", encoder.description)
-    if opts.run is not None:
-        run, description = _run_detector(opts, encoder, classes, device)
-        windows = True if opts.windows else None   # None: as the run was trained
-
-        def detect_one(path, duration):   # the path: windows memory-map it, a window at a time
-            return run.detect(path, classes, duration, windows=windows, name=path.stem)
-        if opts.windows:
-            description += ", sliding windows"
-    else:
-        detector, description = _clip_detector(opts, encoder, classes, device)
-
-        def detect_one(path, duration):
-            feats = np.load(path)
-            x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
-            return detector(x, classes, [duration]).to_lists(classes)[0]
+    detect_one, description = video_detector(opts, encoder, classes, device)
     t_models = time.perf_counter() - t0
 
     # from here on this process writes into OUT: one writer at a time (the checks above are
@@ -385,7 +398,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
             continue
         info = meta["videos"][vid]
         t0 = time.perf_counter()
-        items = detect_one(feat_dir / f"{vid}.npy", float(info["duration"]))
+        items = detect_one(feat_dir / f"{vid}.npy", float(info["duration"]), name=vid)
         t_det = time.perf_counter() - t0
         results[vid] = sorted(items, key=lambda d: -d["score"])
         cached = vid in summary.resumed
