@@ -235,7 +235,8 @@ SPEC = {"name": "nms", "title": "t", "base": "demo", "overrides": ["train.epochs
 
 def _old_identity(spec, cell) -> str:
     """The cell identity as the old code computed it (its resolved config held every baseline's
-    own Soft-NMS copy; an old key given by the spec sat there instead of in inference)."""
+    own Soft-NMS copy; an old key given by the spec sat there instead of in inference). The old
+    formula is written out here on purpose, not imported from cells.py: it is what is checked."""
     from stale.experiments.cells import RUNTIME_KEYS, base_of, cell_overrides, tiou_of
 
     overrides = cell_overrides(spec, cell, Path("EXPERIMENT") / "data", [])
