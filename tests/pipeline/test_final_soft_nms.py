@@ -30,8 +30,6 @@ from stale.pipeline.config import load_run_config
 from stale.pipeline.predict import load_run
 from stale.pipeline.train import run_training
 
-from conftest import TINY_CLASSES, make_tiny_dataset
-
 REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,12 +40,6 @@ OLD = {"clip_detector": ("clip_detector", "segments"), "linear_probe": ("linear_
 OLD_DEFAULTS = {"nms_sigma": 0.5, "top_n": 100, "min_score": 0.001}
 
 
-@pytest.fixture(scope="module")
-def data24(tmp_path_factory):
-    # 24-d features: the dimension of the stale-test CLIP tower, which the CLIP-space baselines need
-    return make_tiny_dataset(tmp_path_factory.mktemp("d24"), dim=24, n_train=12, n_val=6)
-
-
 def _overrides(data: Path, method: str) -> list[str]:
     return [f"data.annotations={data / 'annotations.json'}", f"data.features.root={data / 'features'}",
             "data.features.dim=24", "model.input_dim=24", "train.epochs=1", "two_stage.hidden=16",
@@ -55,10 +47,10 @@ def _overrides(data: Path, method: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(data24, tiny_config, tmp_path_factory):
+def runs(tiny_clip_dataset, tiny_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for method in BASELINES:
-        run_training(load_run_config(tiny_config, _overrides(data24, method)), root / method)
+        run_training(load_run_config(tiny_config, _overrides(tiny_clip_dataset, method)), root / method)
     return root
 
 
@@ -83,7 +75,8 @@ class Spy:
 
 def _inputs():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(3, 32, 24, generator=g), TINY_CLASSES[:4], torch.tensor([20.0, 31.0, 45.0])
+    return torch.randn(3, 32, 24, generator=g), ["high jump", "long jump", "pole vault", "shot put"], \
+        torch.tensor([20.0, 31.0, 45.0])
 
 
 def _same(a: decoding.Detections, b: decoding.Detections) -> None:
