@@ -34,8 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else all cores)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="detector setting: without --run a training-free detector field (temperature=0.02, "
-                             "segments.smooth=9) or its final Soft-NMS (inference.top_n=20); with --run an inference "
-                             "setting (inference.top_k=20)")
+                             "segments.smooth=9); with --run an inference setting (inference.top_k=20)")
     parser.add_argument("--subtitle-top", type=int, default=10, help="best detections per video in the .srt (default 10)")
     parser.add_argument("--subtitle-min-score", type=float, default=0.0,
                         help="lowest score written to the .srt (default 0)")
