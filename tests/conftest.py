@@ -70,6 +70,13 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_clip_dataset(tmp_path_factory) -> Path:
+    """The tiny dataset with 24-d features, the embedding size of the ``stale-test`` CLIP tower, so
+    the detectors comparing features with text embeddings (clip_detector, two_stage) run on it."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny24"), dim=24, n_train=12, n_val=6)
+
+
+@pytest.fixture(scope="session")
 def tiny_config() -> Path:
     return REPO / "src" / "stale" / "configs" / "tiny.yaml"
 

@@ -239,7 +239,7 @@ def test_python_api(media, tmp_path):
     assert page == tmp_path / "api" / "report.html"
     # detector settings: at most two detections per video, and a typo is one clear error
     few = api.detect(media["videos"] / "bars.mp4", ["green bar", "red square"], tmp_path / "few",
-                     weights=str(media["clip"]), clip_frames=4, stride=4, overrides=["segments.top_n=2"])
+                     weights=str(media["clip"]), clip_frames=4, stride=4, overrides=["inference.top_n=2"])
     assert 1 <= len(few.results["bars"]) <= 2 < len(res.results["bars"])
     from stale.core.errors import StaleError
 

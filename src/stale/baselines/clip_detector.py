@@ -16,7 +16,7 @@ For snippet features ``x_t`` in CLIP's joint space (CLIP image features of frame
    ``p[t, k] = exp(s'[t,k]/tau) / (exp(b/tau) + sum_j exp(s'[t,j]/tau))`` -- a snippet that
    looks like no class more than usual is background.
 4. **Segments** from ``p`` (:mod:`stale.baselines.segments`: smoothing, quantile thresholds,
-   runs, class-aware Soft-NMS).
+   runs), then the run's final Soft-NMS (its ``inference`` section, as for every method).
 
 The same detector is ``method: clip_detector`` of a run config (a reference row of the
 experiments) and what ``stale detect`` uses when no trained run is given.
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from stale.baselines.segments import SegmentConfig, scores_to_detections
 from stale.core.errors import StaleError
-from stale.model.decoding import Detections
+from stale.model.decoding import Detections, InferenceConfig
 from stale.text.embed import ENSEMBLE_TEMPLATES, ensemble_embeddings
 
 DEFAULT_TEMPLATES = ENSEMBLE_TEMPLATES
@@ -50,7 +50,7 @@ class ClipDetectorConfig:
         raw cosines.
     background_logit: similarity margin above the class's level a snippet needs to beat
         background (in cosine units).
-    segments: candidate generation and Soft-NMS.
+    segments: candidate generation (the final Soft-NMS is the run's ``inference`` section).
     """
 
     templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
@@ -81,13 +81,17 @@ def class_probabilities(features: Tensor, text: Tensor, cfg: ClipDetectorConfig)
 
 
 class ClipDetector:
-    """``detector(features (B, T, E), class_names, durations (B,)) -> Detections``."""
+    """``detector(features (B, T, E), class_names, durations (B,)) -> Detections``; ``nms``: the
+    run's inference settings, whose Soft-NMS fields select the final detections."""
 
     needs_targets = False
 
-    def __init__(self, cfg: ClipDetectorConfig, tower, device: torch.device | str = "cpu"):
+    def __init__(self, cfg: ClipDetectorConfig, tower, device: torch.device | str = "cpu",
+                 nms: InferenceConfig | None = None):
         cfg.validate()
         self.cfg = cfg
+        self.nms = nms or InferenceConfig()
+        self.nms.validate()
         self.tower = tower
         self.device = torch.device(device)
         self._cache: OrderedDict[tuple[str, ...], Tensor] = OrderedDict()
@@ -117,4 +121,5 @@ class ClipDetector:
     @torch.no_grad()
     def __call__(self, features: Tensor, class_names: Sequence[str], durations,
                  targets=None) -> Detections:
-        return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments)
+        return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments,
+                                    self.nms)

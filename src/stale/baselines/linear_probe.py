@@ -31,7 +31,7 @@ from stale.baselines.clip_detector import DEFAULT_TEMPLATES, ensemble_embeddings
 from stale.baselines.segments import SegmentConfig, scores_to_detections
 from stale.core.errors import StaleError
 from stale.core.logs import get_logger
-from stale.model.decoding import Detections
+from stale.model.decoding import Detections, InferenceConfig
 
 log = get_logger("baselines.probe")
 
@@ -46,6 +46,7 @@ class LinearProbeConfig:
     templates: prompt ensemble of the class embeddings.
     temperature: softmax temperature over the classes.
     max_snippets_per_video: background snippets subsampled per video for the actionness fit.
+    segments: candidate generation (the final Soft-NMS is the run's ``inference`` section).
     """
 
     l2_grid: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0])
@@ -184,14 +185,18 @@ def fit_linear_probe(train_set, val_set, classes: Sequence[str], tower, cfg: Lin
 
 
 class LinearProbeDetector:
-    """``detector(features (B, T, D), class_names, durations) -> Detections`` of a fitted probe."""
+    """``detector(features (B, T, D), class_names, durations) -> Detections`` of a fitted probe;
+    ``nms``: the run's inference settings, whose Soft-NMS fields select the final detections."""
 
     needs_targets = False
 
-    def __init__(self, probe: LinearProbe, tower, cfg: LinearProbeConfig, device: torch.device | str = "cpu"):
+    def __init__(self, probe: LinearProbe, tower, cfg: LinearProbeConfig, device: torch.device | str = "cpu",
+                 nms: InferenceConfig | None = None):
         self.model = probe.to(device).eval()
         self.tower = tower
         self.cfg = cfg
+        self.nms = nms or InferenceConfig()
+        self.nms.validate()
         self._cache: dict[tuple[str, ...], Tensor] = {}
 
     def snippet_scores(self, features: Tensor, class_names: Sequence[str]) -> Tensor:
@@ -208,4 +213,5 @@ class LinearProbeDetector:
 
     @torch.no_grad()
     def __call__(self, features: Tensor, class_names: Sequence[str], durations, targets=None) -> Detections:
-        return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments)
+        return scores_to_detections(self.snippet_scores(features, class_names), durations, self.cfg.segments,
+                                    self.nms)

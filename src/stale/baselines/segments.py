@@ -11,8 +11,9 @@ detector, the linear probe). For scores ``(B, T, K)`` in [0, 1]:
 3. **Runs.** Each maximal run of snippets above a threshold is a candidate ``[start, end)``
    (at least ``min_snippets`` long). Its score is the mean *unsmoothed* score inside the run.
    Identical (class, start, end) candidates from several thresholds are merged (best kept).
-4. **Selection.** The ``max_candidates`` best candidates per video go through class-aware
-   Gaussian Soft-NMS and the ``top_n`` best remain (:func:`stale.model.decoding.select_detections`).
+4. **Selection.** The ``max_candidates`` best candidates per video go through the run's final
+   Soft-NMS -- the Soft-NMS fields of its ``inference`` section, the same for every method
+   (:func:`stale.model.decoding.select_detections`).
 
 Everything runs on padded ``(B, ...)`` tensors; the runs of all videos, classes and thresholds
 are found with one ``diff`` and one ``nonzero``.
@@ -39,7 +40,9 @@ class SegmentConfig:
     min_threshold: absolute floor of every threshold (scores are probabilities).
     min_snippets: shortest candidate.
     max_candidates: candidates per video kept for Soft-NMS.
-    nms_sigma / top_n / min_score: Soft-NMS (as :class:`~stale.model.decoding.InferenceConfig`).
+
+    The final Soft-NMS (sigma, top_n, min_score, class-aware or not) is not set here: it is the
+    run's ``inference`` section (:data:`stale.model.decoding.SOFT_NMS_KEYS`), shared by every method.
     """
 
     smooth: int = 5
@@ -47,22 +50,14 @@ class SegmentConfig:
     min_threshold: float = 0.05
     min_snippets: int = 1
     max_candidates: int = 400
-    nms_sigma: float = 0.5
-    top_n: int = 100
-    min_score: float = 0.001
 
     def validate(self) -> None:
-        if self.smooth < 1 or self.min_snippets < 1 or self.max_candidates < 1 or self.top_n < 1:
-            raise StaleError("segments: smooth, min_snippets, max_candidates and top_n must be >= 1")
+        if self.smooth < 1 or self.min_snippets < 1 or self.max_candidates < 1:
+            raise StaleError("segments: smooth, min_snippets and max_candidates must be >= 1")
         if not self.quantiles or not all(0.0 <= q < 1.0 for q in self.quantiles):
             raise StaleError(f"segments.quantiles must be non-empty, in [0, 1), got {self.quantiles}")
         if not 0.0 <= self.min_threshold < 1.0:
             raise StaleError(f"segments.min_threshold must be in [0, 1), got {self.min_threshold}")
-        if not self.nms_sigma > 0:
-            raise StaleError(f"segments.nms_sigma must be > 0, got {self.nms_sigma}")
-
-    def nms(self) -> InferenceConfig:
-        return InferenceConfig(nms_sigma=self.nms_sigma, top_n=self.top_n, min_score=self.min_score)
 
 
 def smooth_scores(scores: Tensor, width: int) -> Tensor:
@@ -119,11 +114,13 @@ def run_candidates(scores: Tensor, cfg: SegmentConfig) -> Candidates:
     return Candidates(start, end, label, score, valid)
 
 
-def scores_to_detections(scores: Tensor, durations, cfg: SegmentConfig) -> Detections:
-    """Detections of snippet class scores (B, T, K) in [0, 1] for videos of ``durations`` (B,)."""
+def scores_to_detections(scores: Tensor, durations, cfg: SegmentConfig, nms: InferenceConfig) -> Detections:
+    """Detections of snippet class scores (B, T, K) in [0, 1] for videos of ``durations`` (B,);
+    ``nms``: the run's inference settings, whose Soft-NMS fields select the final detections."""
     cfg.validate()
+    nms.validate()
     if not bool(torch.isfinite(scores).all()):
         raise StaleError("snippet scores contain NaN or infinite values")
     with torch.no_grad():
         cand = run_candidates(scores, cfg)
-    return select_detections(cand, durations, scores.shape[1], scores.shape[2], cfg.nms())
+    return select_detections(cand, durations, scores.shape[1], scores.shape[2], nms)

@@ -22,7 +22,9 @@ Stage 2 -- classification. A proposal's feature is the mean of the *input* snipp
 inside it (CLIP image features); its class probabilities are ``softmax_k(cos(f, e_k) / tau)``
 with ``e_k`` the CLIP text embedding of the hand-crafted prompt ``template`` (no learned
 prompt). Each proposal yields ``top_classes`` detections scored proposal score x class
-probability, then class-aware Soft-NMS keeps ``top_n``.
+probability, then the run's final Soft-NMS (its ``inference`` section, as for every method).
+The class-agnostic proposal Soft-NMS of stage 1 is B-I's own (``proposal_nms_sigma``,
+``proposals_kept``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from stale.model.decoding import Candidates, Detections, InferenceConfig, select
 
 @dataclass
 class TwoStageConfig:
-    """B-I settings (module docstring; docs/baselines.md)."""
+    """B-I settings (module docstring; docs/baselines.md). ``proposal_nms_sigma`` /
+    ``proposals_kept``: stage 1's class-agnostic proposal Soft-NMS; the final Soft-NMS of the
+    detections is the run's ``inference`` section."""
 
     hidden: int = 256
     layers: int = 3
@@ -57,11 +61,9 @@ class TwoStageConfig:
     template: str = "a video of {}."
     temperature: float = 0.01
     top_classes: int = 2
-    top_n: int = 100
 
     def validate(self) -> None:
-        if min(self.hidden, self.layers, self.max_proposals, self.proposals_kept, self.top_classes,
-               self.top_n) < 1:
+        if min(self.hidden, self.layers, self.max_proposals, self.proposals_kept, self.top_classes) < 1:
             raise StaleError("two_stage: sizes and counts must be >= 1")
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise StaleError(f"two_stage.kernel must be odd, got {self.kernel}")
@@ -213,13 +215,17 @@ def ground_truth_proposals(targets) -> Candidates:
 
 
 class TwoStageDetector:
-    """B-I as a detector: ``detector(features (B, T, E), class_names, durations, targets=None)``."""
+    """B-I as a detector: ``detector(features (B, T, E), class_names, durations, targets=None)``;
+    ``nms``: the run's inference settings, whose Soft-NMS fields select the final detections."""
 
-    def __init__(self, net: ProposalNet, tower, cfg: TwoStageConfig, device: torch.device | str = "cpu"):
+    def __init__(self, net: ProposalNet, tower, cfg: TwoStageConfig, device: torch.device | str = "cpu",
+                 nms: InferenceConfig | None = None):
         cfg.validate()
         self.model = net.to(device).eval()
         self.tower = tower
         self.cfg = cfg
+        self.nms = nms or InferenceConfig()
+        self.nms.validate()
         self.needs_targets = cfg.proposals == "ground_truth"
         self._cache: dict[tuple[str, ...], Tensor] = {}
 
@@ -258,4 +264,4 @@ class TwoStageDetector:
             label=cls.reshape(B, n * k),
             score=(props.score.unsqueeze(-1) * cls_p).reshape(B, n * k),
             valid=props.valid.unsqueeze(-1).expand(B, n, k).reshape(B, n * k))
-        return select_detections(cand, durations, T, len(class_names), InferenceConfig(top_n=cfg.top_n))
+        return select_detections(cand, durations, T, len(class_names), self.nms)

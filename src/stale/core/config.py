@@ -20,7 +20,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from stale.core.errors import StaleError
 
@@ -333,12 +333,17 @@ def blame_override(exc: StaleError, overrides: Sequence[str]) -> str | None:
     return best
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
+def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = (),
+                migrate: Callable[[dict, Sequence[str], str], tuple[dict, Sequence[str]]] | None = None) -> T:
     """Load dataclass ``cls`` from a YAML file (with its bases; defaults when ``path`` is None)
-    plus ``--set`` overrides. Errors name the file or the ``--set`` argument at fault."""
+    plus ``--set`` overrides. Errors name the file or the ``--set`` argument at fault.
+    ``migrate(data, overrides, where) -> (data, overrides)`` maps keys of older versions of
+    ``cls`` first (``where`` names the file)."""
     overrides = overrides if isinstance(overrides, Overrides) else list(overrides)
     src = find_config(path) if path is not None else None
     data = load_yaml_tree(src) if src is not None else {}
+    if migrate is not None:
+        data, overrides = migrate(data, overrides, str(src) if src is not None else "--set overrides")
     if src is not None or not overrides:
         try:
             from_dict(cls, data)

@@ -59,16 +59,21 @@ def cell_identity(spec: Spec, cell: Cell, extra: Sequence[str]) -> str:
     """A hash of everything that decides a cell's result: its resolved run config (data paths
     of the built-in benchmarks relative to the experiment folder, so a moved folder keeps its
     identity; runtime keys such as the device left out), what a reusing variant changes, and
-    the tIoU preset. A cell folder holding another identity is never taken as this cell."""
+    the tIoU preset. A cell folder holding another identity is never taken as this cell. The
+    config is hashed in the shape it had before the final Soft-NMS got one place
+    (:func:`stale.pipeline.config_migration.identity_tree`), so finished cells of older
+    experiment folders keep their identity."""
     import hashlib
     import json
 
-    from stale.core.config import to_dict
+    from stale.core.config import apply_overrides, find_config, load_yaml_tree, to_dict
     from stale.pipeline.config import load_run_config
+    from stale.pipeline.config_migration import identity_tree
 
-    cfg = load_run_config(base_of(spec, cell), cell_overrides(spec, cell, Path("EXPERIMENT") / "data", extra,
-                                                              origins=True))
-    tree = to_dict(cfg)
+    overrides = cell_overrides(spec, cell, Path("EXPERIMENT") / "data", extra, origins=True)
+    cfg = load_run_config(base_of(spec, cell), overrides)
+    raw = apply_overrides(load_yaml_tree(find_config(base_of(spec, cell))), overrides)
+    tree = identity_tree(to_dict(cfg), raw)
     for section, keys in RUNTIME_KEYS.items():
         for key in keys:
             tree.get(section, {}).pop(key, None)

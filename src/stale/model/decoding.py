@@ -34,9 +34,18 @@ from torch import Tensor
 from stale.core.errors import StaleError
 
 
+#: the fields of :class:`InferenceConfig` that make up the final Soft-NMS every detector shares
+SOFT_NMS_KEYS = ("nms_sigma", "nms_iou_threshold", "class_aware_nms", "min_score", "top_n")
+
+
 @dataclass
 class InferenceConfig:
     """Inference settings (defaults: the paper's procedure with the released code's values).
+
+    The Soft-NMS fields (:data:`SOFT_NMS_KEYS`: ``nms_sigma``, ``nms_iou_threshold``,
+    ``class_aware_nms``, ``min_score``, ``top_n``) are the final Soft-NMS of *every* method --
+    STALE and the baselines (``clip_detector``, ``linear_probe``, ``two_stage``) alike -- so a
+    run's ``inference.nms_sigma`` is the one place to set it; the other fields are STALE's.
 
     theta_c: class-probability threshold for candidate snippets (0.1: first non-trivial value
         of the released code's grid; with softmax over K+1 classes a confident snippet is far

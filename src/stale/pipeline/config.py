@@ -34,7 +34,9 @@ METHODS = ("stale", "clip_detector", "linear_probe", "two_stage")
 class StaleConfig:
     """A run. ``method`` selects the detector: ``stale`` (the paper's model, ``model`` section),
     ``clip_detector`` (training-free reference), ``linear_probe`` or ``two_stage`` (B-I); each
-    baseline reads its own section, and they share ``data``, ``protocol``, ``text``, ``labels``."""
+    baseline reads its own section, and they share ``data``, ``protocol``, ``text``, ``labels``
+    and the final Soft-NMS -- the Soft-NMS fields of ``inference``, the one place every method
+    reads them from (``stale.model.decoding.SOFT_NMS_KEYS``)."""
 
     method: Literal["stale", "clip_detector", "linear_probe", "two_stage"] = "stale"
     data: DataConfig = field(default_factory=DataConfig)
@@ -55,5 +57,26 @@ class StaleConfig:
 
 
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> StaleConfig:
-    return load_config(StaleConfig, path, overrides)
+    """The run config of a YAML file (or shipped config name) plus ``key=value`` overrides; keys of
+    older versions are mapped (:mod:`stale.pipeline.config_migration`)."""
+    return load_config(StaleConfig, path, overrides, migrate=_migrate)
+
+
+def final_method(data: dict, overrides: Sequence[str]) -> str:
+    """The method a config dict ``data`` runs once ``overrides`` are applied (the last
+    ``method=`` wins)."""
+    from stale.core.config import parse_override
+
+    method = data.get("method", "stale")
+    for text in overrides:
+        if str(text).split("=", 1)[0].strip() == "method":
+            method = parse_override(text)[1]
+    return method
+
+
+def _migrate(data: dict, overrides: Sequence[str], where: str) -> tuple[dict, Sequence[str]]:
+    from stale.pipeline.config_migration import migrate_overrides, migrate_user_config
+
+    method = final_method(data, overrides)
+    return migrate_user_config(data, where, method), migrate_overrides(overrides, method)
 

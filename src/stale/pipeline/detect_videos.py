@@ -68,8 +68,9 @@ class DetectOptions:
         without ``run`` also the text tower, from the same checkpoint.
     clip_frames / stride / frames_per_clip / batch_size: feature extraction (docs/extract.md).
     overrides: ``key=value`` settings of the detector: ClipDetectorConfig fields
-        (``temperature=0.02``, ``segments.smooth=9``) without ``run``; the run's inference
-        settings (``inference.top_k=20``) with it.
+        (``temperature=0.02``, ``segments.smooth=9``) and the final Soft-NMS
+        (``inference.top_n=20``, any of ``stale.model.decoding.SOFT_NMS_KEYS``) without ``run``;
+        the run's inference settings (``inference.top_k=20``) with it.
     subtitle_top / subtitle_min_score: which detections become subtitles (best first).
     skip_bad / allow_truncated: unreadable / truncated videos, as in ``stale extract``.
     timeline_top: detections per class drawn in the PNG timeline.
@@ -221,16 +222,10 @@ def _earlier_results(out: Path, now: set[str]) -> dict[str, list[dict]]:
 
 def _clip_detector(opts: DetectOptions, encoder, classes: list[str], device):
     """The training-free detector with the text half of the image tower's CLIP."""
-    from stale.baselines.clip_detector import ClipDetector, ClipDetectorConfig
-    from stale.core.config import apply_overrides, from_dict, to_dict
+    from stale.baselines.clip_detector import ClipDetector
     from stale.text.weights import load_text_tower
 
-    data = apply_overrides(to_dict(ClipDetectorConfig()), list(opts.overrides))
-    try:
-        cfg = from_dict(ClipDetectorConfig, data)
-    except StaleError as exc:
-        raise StaleError(f"--set: {exc} (without --run, --set takes the training-free detector's "
-                         f"settings, docs/detect.md)") from None
+    cfg, nms = clip_detector_settings(opts.overrides)
     try:
         tower = load_text_tower(opts.arch, opts.weights, seed=opts.seed).eval()
     except StaleError as exc:
@@ -242,13 +237,40 @@ def _clip_detector(opts: DetectOptions, encoder, classes: list[str], device):
     if int(tower.embed_dim) != encoder.embed_dim:
         raise StaleError(f"--weights {opts.weights}: the text tower embeds in {tower.embed_dim} dimensions but the "
                          f"image tower in {encoder.embed_dim}; image and text towers must come from the same CLIP")
-    det = ClipDetector(cfg, tower, device)
+    det = ClipDetector(cfg, tower, device, nms)
     det.text_embeddings(classes)   # every name fits the prompts: fail now, not after decoding
     if opts.weights == "random":
         where = f"{opts.arch} with RANDOM weights (seed {opts.seed})"
     else:
         where = opts.weights if opts.weights else f"{opts.arch}/openai"
     return det, f"training-free CLIP detector (text tower of {where}; {len(cfg.templates)} prompt templates)"
+
+
+def clip_detector_settings(overrides: Sequence[str]):
+    """``(ClipDetectorConfig, InferenceConfig)`` of ``stale detect`` without a run: its ``--set``
+    overrides name ClipDetectorConfig fields (``segments.smooth=9``) or the final Soft-NMS
+    (``inference.top_n=20``); the old ``segments.top_n`` etc. are mapped onto the latter."""
+    from stale.baselines.clip_detector import ClipDetectorConfig
+    from stale.core.config import apply_overrides, from_dict, to_dict
+    from stale.model.decoding import SOFT_NMS_KEYS, InferenceConfig
+    from stale.pipeline.config_migration import migrate_overrides
+
+    prefixed = [t if str(t).startswith("inference.") else f"clip_detector.{t}" for t in overrides]
+    try:
+        prefixed = list(migrate_overrides(prefixed, "clip_detector"))
+        for text in prefixed:
+            key = text.split("=", 1)[0].strip()
+            if key.startswith("inference.") and key.split(".", 1)[1] not in SOFT_NMS_KEYS:
+                raise StaleError(f"{text}: the training-free detector reads only the final Soft-NMS of "
+                                 f"inference ({', '.join(SOFT_NMS_KEYS)})")
+        own = [t.split(".", 1)[1] for t in prefixed if t.startswith("clip_detector.")]
+        nms = [t.split(".", 1)[1] for t in prefixed if t.startswith("inference.")]
+        cfg = from_dict(ClipDetectorConfig, apply_overrides(to_dict(ClipDetectorConfig()), own))
+        return cfg, from_dict(InferenceConfig, apply_overrides(to_dict(InferenceConfig()), nms))
+    except StaleError as exc:
+        msg = str(exc).replace("clip_detector.", "").replace("--set ", "")
+        raise StaleError(f"--set: {msg} (without --run, --set takes the training-free detector's "
+                         f"settings, docs/detect.md)") from None
 
 
 def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):

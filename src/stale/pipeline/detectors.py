@@ -86,15 +86,15 @@ def make_detector(cfg: StaleConfig, module: nn.Module | None, device: torch.devi
     if cfg.method == "clip_detector":
         from stale.baselines.clip_detector import ClipDetector
 
-        return ClipDetector(cfg.clip_detector, tower, device)
+        return ClipDetector(cfg.clip_detector, tower, device, cfg.inference)
     if cfg.method == "linear_probe":
         from stale.baselines.linear_probe import LinearProbeDetector
 
-        return LinearProbeDetector(module, tower, cfg.linear_probe, device)
+        return LinearProbeDetector(module, tower, cfg.linear_probe, device, cfg.inference)
     if cfg.method == "two_stage":
         from stale.baselines.two_stage import TwoStageDetector
 
-        return TwoStageDetector(module, tower, cfg.two_stage, device)
+        return TwoStageDetector(module, tower, cfg.two_stage, device, cfg.inference)
     raise StaleError(f"unknown method {cfg.method!r}")
 
 

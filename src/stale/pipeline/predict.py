@@ -232,9 +232,15 @@ def _extracted_duration(source: Path) -> float | None:
     return entry.get("duration") if isinstance(entry, dict) else None
 
 
-def _check_overrides(overrides: Sequence[str]) -> None:
+def _check_overrides(overrides: Sequence[str], migrating: bool = False) -> None:
+    """Refuse an override prediction may not make (``migrating``: old Soft-NMS keys, still to be
+    mapped onto ``inference``, pass)."""
+    from stale.pipeline.config_migration import OLD_KEYS
+
     for text in overrides:
         key = str(text).split("=", 1)[0].strip()
+        if migrating and tuple(key.split(".")) in OLD_KEYS:
+            continue
         if not any(key == p or (p.endswith(".") and key.startswith(p)) for p in PREDICT_MAY_SET):
             raise StaleError(f"--set {text}: prediction cannot change {key!r} (the model is fixed by its "
                              f"weights); allowed: inference.*, data.*, text.weights, train.device")
@@ -245,14 +251,21 @@ def load_run(run: str | Path, device: str | torch.device = "auto", overrides: Se
     """Rebuild the detector of a run folder (or checkpoint file) and load its weights.
 
     ``overrides`` may change inference settings (``inference.top_k=20``), data locations and the
-    text weights' location; ``annotations`` / ``features`` replace the recorded data paths.
+    text weights' location; ``annotations`` / ``features`` replace the recorded data paths. A run
+    recorded before the final Soft-NMS had one place loads with the detections it gave then
+    (:mod:`stale.pipeline.config_migration`).
     """
-    _check_overrides(overrides)
+    from stale.pipeline.config_migration import migrate_overrides, migrate_recorded_config
+
+    _check_overrides(overrides, migrating=True)
     ckpt_path = find_checkpoint(run)
     run_dir = ckpt_path.parent
     ckpt = load_checkpoint(ckpt_path)
+    recorded = migrate_recorded_config(ckpt["config"], str(ckpt_path))
+    overrides = migrate_overrides(list(overrides), str(recorded.get("method", "stale")))
+    _check_overrides(overrides)
     try:
-        cfg = from_dict(StaleConfig, apply_overrides(ckpt["config"], list(overrides)))
+        cfg = from_dict(StaleConfig, apply_overrides(recorded, list(overrides)))
     except StaleError as exc:   # the run's own config was valid: a --set argument is at fault
         culprit = blame_override(exc, list(overrides)) if overrides else None
         if culprit is None:

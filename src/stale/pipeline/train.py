@@ -31,6 +31,7 @@ from stale.pipeline.assemble import (TrainingData, absolute_paths, assemble_trai
                                  make_dataset, num_workers, record_inputs)
 from stale.pipeline.detectors import build_trainable, text_tower
 from stale.pipeline.config import StaleConfig
+from stale.pipeline.config_migration import migrate_recorded_config
 from stale.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from stale.training.runtime import resolve_device, seed_everything, set_threads
 
@@ -131,7 +132,8 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
                      device, threads)
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
-                trainer.resume(out_dir / "last.pt")
+                last = out_dir / "last.pt"
+                trainer.resume(last, lambda recorded: migrate_recorded_config(recorded, str(last)))
             # 5. the run files; from here on one process writes into the folder
             if dist.is_main:
                 _lock_run_folder(out_dir, resume, lock)

@@ -170,11 +170,16 @@ class Trainer:
                 "history": self.history, "steps": self.steps, "best_value": self.best_value,
                 "best_epoch": self.best_epoch, "rng": rng_state()}
 
-    def resume(self, path: Path) -> None:
+    def resume(self, path: Path, migrate_config: Callable[[dict], dict] | None = None) -> None:
+        """Continue the training state of checkpoint ``path``, which must have been trained with
+        this config; ``migrate_config`` maps a config recorded by an older version first."""
         ckpt = load_checkpoint(path)
         if "optimizer" not in ckpt or "rng" not in ckpt:
             raise StaleError(f"{path}: holds weights only (not a full training state); cannot resume from it")
-        if _comparable(ckpt.get("config")) != _comparable(self.checkpoint_extra.get("config")):
+        recorded = ckpt.get("config")
+        if migrate_config is not None and isinstance(recorded, dict):
+            recorded = migrate_config(recorded)
+        if _comparable(recorded) != _comparable(self.checkpoint_extra.get("config")):
             raise StaleError(f"{path}: the checkpoint was trained with a different config; "
                              "resume with the same config (see config.yaml in the run folder; "
                              "only train.epochs, threads, device, micro_batch and data locations may change)")
