@@ -204,10 +204,13 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
             weights: str | None = None, arch: str = "ViT-B-16", clip_frames: int = 16, stride: int = 16,
             frames_per_clip: int = 1, batch_size: int = 64, device: str = "auto", prefix: str = "",
             overwrite: bool = False, skip_bad: bool = False, allow_truncated: bool = False, seed: int = 0,
-            threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None):
+            threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None,
+            precision: str = "auto"):
     """CLIP image features of video files (``stale extract``): ``<prefix><stem>.npy`` per video,
     ``extract_meta.json`` and ``videos.json`` in ``out``. ``shard``: ``"I/N"`` or ``(I, N)``, only
-    the videos of shard I of N (N jobs fill one ``out``; docs/extract.md). Returns the
+    the videos of shard I of N (N jobs fill one ``out``; docs/extract.md). ``precision``: the image
+    tower's, ``auto`` (bf16 where the CPU/GPU has native bf16 matrix units), ``float32`` or ``bf16``
+    (docs/inference.md, "Precision"). Returns the
     :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``); random weights are
     logged as a warning."""
     from stale.core.hub import preflight_weights
@@ -224,7 +227,7 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
     cfg = ExtractConfig(arch=arch, weights=weights, clip_frames=clip_frames, stride=stride,
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=str(resolve_device(device)),
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
-                        seed=seed, progress=progress, shard=parse_shard(shard))
+                        seed=seed, progress=progress, shard=parse_shard(shard), precision=precision)
     videos = check_extract_output(inputs, out, cfg)   # before the weights load
     encoder = load_image_encoder(cfg.arch, cfg.weights, cfg.seed)
     if encoder.random:
@@ -311,11 +314,12 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
             gt_out: str | os.PathLike | None = None, batch_size: int = 32, device: str = "auto",
             threads: int | None = None, overrides: Sequence[str] = (), annotations: str | os.PathLike | None = None,
             features: str | os.PathLike | None = None, fuse_video_scores: str | os.PathLike | None = None,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False, precision: str | None = None) -> dict:
     """Detect with a trained run on a subset's videos and write the results file (``stale
     predict``), and with ``gt_out`` the ground truth of exactly these classes and videos.
-    ``classes``: names, ``"a,b"`` or ``"@FILE"`` (default: the run's test classes). Returns the
-    results file's payload."""
+    ``classes``: names, ``"a,b"`` or ``"@FILE"`` (default: the run's test classes).
+    ``precision``: ``auto`` / ``float32`` / ``bf16``, short for ``inference.precision`` (recorded
+    in the results file). Returns the results file's payload."""
     from stale.core.errors import StaleError
     from stale.pipeline.predict import load_run as _load
     from stale.pipeline.predict import read_class_names, run_prediction
@@ -325,6 +329,10 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
         raise StaleError(f"--batch-size must be >= 1, got {batch_size}")
     set_threads(threads)
     names = read_class_names(classes)
+    if precision is not None:
+        from stale.core.precision import normalise_precision
+
+        overrides = [*overrides, f"inference.precision={normalise_precision(precision)}"]
     loaded = _load(run, device, overrides, annotations=annotations, features=features)
     return run_prediction(loaded, out, subset=subset, classes=names, all_videos=all_videos, batch_size=batch_size,
                           fuse_scores=fuse_video_scores, gt_out=gt_out, overwrite=overwrite,

@@ -42,6 +42,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="extract only shard I of N (0 <= I < N; a video's shard is crc32(id) mod N), so "
                              "N jobs (e.g. a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N) fill one --out")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                        help="image tower precision: auto = bf16 weights and inputs where the CPU/GPU has "
+                             "native bf16 matrix units (~3.7x faster, features at cosine >= 0.999), else "
+                             "float32 (default %(default)s)")
 
 
 def run(args) -> int:
@@ -52,7 +56,7 @@ def run(args) -> int:
     summary = extract(args.inputs, args.out, args.weights, args.arch, args.clip_frames, args.stride,
                       args.frames_per_clip, args.batch_size, args.device, args.prefix, args.overwrite,
                       args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress,
-                      shard=args.shard)
+                      shard=args.shard, precision=args.precision)
     shard = f"shard {args.shard}: " if args.shard else ""
     print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Sequence
 
 from stale.core.errors import StaleError
+from stale.core.precision import normalise_precision, resolve_precision
 from stale.core.logs import get_logger
 from stale.core.output_checks import DETECT_MARKER, DETECT_RESULTS
 
@@ -73,6 +74,8 @@ class DetectOptions:
     subtitle_top / subtitle_min_score: which detections become subtitles (best first).
     skip_bad / allow_truncated: unreadable / truncated videos, as in ``stale extract``.
     timeline_top: detections per class drawn in the PNG timeline.
+    precision: ``auto`` / ``float32`` / ``bf16`` of the image tower and of the run's network
+        (:mod:`stale.core.precision`; recorded in detect.json).
     """
 
     classes: Sequence[str] | str
@@ -93,8 +96,10 @@ class DetectOptions:
     skip_bad: bool = False
     allow_truncated: bool = False
     progress: bool = True
+    precision: str = "auto"
 
     def validate(self) -> None:
+        self.precision = normalise_precision(self.precision)
         for name in ("subtitle_top", "timeline_top"):
             if int(getattr(self, name)) < 1:
                 raise StaleError(f"{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
@@ -251,7 +256,7 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
     from stale.pipeline.assemble import check_prompts
     from stale.pipeline.predict import load_run
 
-    run = load_run(opts.run, device, opts.overrides)
+    run = load_run(opts.run, device, [*opts.overrides, f"inference.precision={opts.precision}"])
     want = int(run.cfg.model.input_dim)
     if want != encoder.embed_dim:
         raise StaleError(f"--run {opts.run}: the run expects {want}-d features, but the image encoder "
@@ -305,7 +310,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     xcfg = ExtractConfig(arch=opts.arch, weights=opts.weights, clip_frames=opts.clip_frames, stride=opts.stride,
                          frames_per_clip=opts.frames_per_clip, batch_size=opts.batch_size, device=str(device),
                          skip_bad=opts.skip_bad, allow_truncated=opts.allow_truncated, seed=opts.seed,
-                         progress=opts.progress)
+                         progress=opts.progress, precision=opts.precision)
     xcfg.validate()
     weights_file = opts.weights if opts.weights and Path(opts.weights).expanduser().is_file() else None
     run_files = []
@@ -331,8 +336,11 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     if encoder.random:
         log.warning("WARNING: image encoder %s: the detections carry no meaning (tests and "
                     "benchmarks only)", encoder.description)
+    precision = {"image_tower": resolve_precision(opts.precision, device).record()}
     if opts.run is not None:
         run, description = _run_detector(opts, encoder, classes, device)
+        if hasattr(run.detector, "precision"):
+            precision["detector"] = run.detector.precision(device).record()
         detect_one = lambda feats, duration: run.detect(feats, classes, duration)   # noqa: E731
     else:
         detector, description = _clip_detector(opts, encoder, classes, device)
@@ -418,6 +426,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
                     p.unlink()
     record = {"format": FORMAT, **settings, "complete": True, "detector_description": description,
               "image_encoder": encoder.description, "random_weights": bool(encoder.random),
+              "precision": precision,
               "features": FEATURES, "videos": facts, "timings_s": timings,
               "skipped": dict(summary.bad), "models_s": round(t_models, 3),
               "total_s": round(time.perf_counter() - t_all, 3),

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from stale.data.timeline import NativeTimeline
 from stale.core.errors import StaleError
+from stale.core.precision import normalise_precision, resolve_precision
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save_npy, remove_stale_temp_files
 from stale.core.locks import folder_lock, is_lock_file, lock_name
@@ -87,6 +88,9 @@ class ExtractConfig:
     progress:        show a progress bar per video (on a terminal).
     shard:           (I, N): extract only the videos of shard I of N (``extract_index.shard_of``), so
                      N jobs can fill one folder; each writes its own index part.
+    precision:       the image tower's weights and inputs: ``auto`` (bf16 where the device has
+                     native bf16 matrix units, else float32; :mod:`stale.core.precision`),
+                     ``float32`` or ``bf16``. Recorded in ``extract_meta.json``.
     """
 
     arch: str = "ViT-B-16"
@@ -103,8 +107,10 @@ class ExtractConfig:
     seed: int = 0
     progress: bool = True
     shard: tuple[int, int] | None = None
+    precision: str = "auto"
 
     def validate(self) -> None:
+        self.precision = normalise_precision(self.precision)
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -172,8 +178,7 @@ def encode_video(path: str | os.PathLike, encoder: ImageEncoder, cfg: ExtractCon
                 t0 = time.perf_counter()
                 x = preprocess_frames(torch.from_numpy(np.stack(batch)).to(device), encoder.image_size,
                                       encoder.mean, encoder.std)
-                with torch.inference_mode():
-                    embs.append(F.normalize(encoder.tower(x).float(), dim=-1).cpu())
+                embs.append(encoder.embed(x).cpu())
                 t_encode += time.perf_counter() - t0
                 ids.extend(batch_ids)
                 batch.clear()
@@ -335,19 +340,23 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     if encoder.random:
         warnings.warn(f"image encoder {encoder.description}: features are meaningless; "
                       f"for tests and benchmarks only", stacklevel=2)
-    encoder.tower.to(device)
+    precision = resolve_precision(cfg.precision, device)
+    encoder.cast(precision.dtype).tower.to(device)
+    log.info("image tower in %s (%s)", precision.name, precision.reason)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # one writer of the index (of a shard: of its part) at a time; shards run side by side
     with folder_lock(out, "stale extract", lock_name(cfg.shard if cfg.shard and cfg.shard[1] > 1 else None)):
         # checked again under the lock: a process that held it may have written meanwhile
         # (the files found above: their folders were checked, and broken links reported, once)
-        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device)
+        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device,
+                               precision.record())
 
 
 def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
-                    device: torch.device) -> ExtractSummary:
+                    device: torch.device, precision: dict) -> ExtractSummary:
     meta = load_index(out, _settings(cfg, encoder), cfg.overwrite)
+    meta["precision"] = precision   # of this run (features of either precision agree to cos >= 0.999)
     summary = ExtractSummary()
     shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None
     if shard is not None:
@@ -376,7 +385,7 @@ def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: 
             summary.truncated.append(vid)
             log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
                         info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
-        meta["videos"][vid] = info
+        meta["videos"][vid] = info | {"precision": precision["precision"]}
         meta["skipped"].pop(str(video), None)
         write_index(out, meta, shard)
         summary.extracted.append(vid)
