@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from stale.core.errors import StaleError
 from stale.core.precision import Precision, resolve_precision
@@ -19,6 +20,8 @@ from stale.model.decoding import Detections, postprocess
 from stale.pipeline.config import StaleConfig
 
 TOWER_PREFIX = "tower."
+#: profiler scope of the post-processing (:mod:`stale.pipeline.profile_predict`)
+SCOPE_POSTPROCESS = "stale::post-processing"
 
 
 class StaleDetector:
@@ -51,6 +54,10 @@ class StaleDetector:
             self._twin = (key, low_precision_twin(self.model, torch.bfloat16))
         return self._twin[1]
 
+    def network(self, device: torch.device | str) -> torch.nn.Module:
+        """The module that runs on ``device``: the float32 model or its bf16 twin."""
+        return self._bf16_twin() if self.precision(device).is_bf16 else self.model
+
     @torch.no_grad()
     def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
                  targets=None) -> Detections:
@@ -60,14 +67,16 @@ class StaleDetector:
                              "annotated test videos (their foreground is the mask)")
         names = list(class_names)
         self.model.eval()
-        if self.precision(features.device).is_bf16:
+        net = self.network(features.device)
+        if net is not self.model:
             text = self.model.encode_text(names).to(torch.bfloat16)
-            out = self._bf16_twin()(features.to(torch.bfloat16), names, gt_fg=gt_fg, text=text,
-                                    force_gt_mask=self.use_gt_mask)
+            out = net(features.to(torch.bfloat16), names, gt_fg=gt_fg, text=text, force_gt_mask=self.use_gt_mask)
         else:
             out = self.model(features, names, gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
-        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
-        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
+        # post-processing (thresholds, Soft-NMS) always in float32; the scope names it in profiles
+        with record_function(SCOPE_POSTPROCESS):
+            out = out.float()
+            return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
 
 
 def low_precision_twin(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

@@ -144,7 +144,7 @@ class TrainingProfile:
 
 # ----------------------------------------------------------------------------- scopes
 
-class _ForwardScopes:
+class ForwardScopes:
     """Forward pre/post hooks that open and close a ``record_function`` scope per module;
     removed on exit (no hook survives the profiled steps)."""
 
@@ -171,7 +171,7 @@ class _ForwardScopes:
                 stack.pop().__exit__(None, None, None)
         return hook
 
-    def __enter__(self) -> "_ForwardScopes":
+    def __enter__(self) -> "ForwardScopes":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -343,7 +343,7 @@ def profile_training(cfg: StaleConfig, steps: int = 2, out: str | Path | None = 
         warm_s = time.perf_counter() - t0
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         try:
-            with _ForwardScopes(model), profile(activities=activities) as prof:
+            with ForwardScopes(model), profile(activities=activities) as prof:
                 for i in range(steps):
                     _step(trainer, batches, params, f"in profiled step {i + 1}", device)
         finally:
