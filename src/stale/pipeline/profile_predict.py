@@ -28,7 +28,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from stale.pipeline.detectors import SCOPE_POSTPROCESS
-from stale.pipeline.profile import MODULE_ROWS, ForwardScopes
+from stale.pipeline.profile import BoxHooks, ForwardScopes
 
 POSTPROCESS = "post-processing"
 REST = "rest"
@@ -85,16 +85,12 @@ class PredictProfile:
         ]) + "\n"
 
 
-class _BoxFlops:
-    """Forward hooks that add the FLOPs a box's forward ran (a running counter's difference)."""
+class _BoxFlops(BoxHooks):
+    """Adds up the FLOPs each box's forward ran (a running counter's difference)."""
 
     def __init__(self, model: nn.Module, counter):
-        self.counter, self.flops, self.handles, self.start = counter, {}, [], {}
-        for attr, row in MODULE_ROWS.items():
-            module = getattr(model, attr, None)
-            if isinstance(module, nn.Module):
-                self.handles.append(module.register_forward_pre_hook(self._enter(row)))
-                self.handles.append(module.register_forward_hook(self._exit(row), always_call=True))
+        self.counter, self.flops, self.start = counter, {}, {}
+        super().__init__(model)
 
     def _enter(self, row: str):
         def hook(module, args):
@@ -106,13 +102,6 @@ class _BoxFlops:
             done = self.counter.get_total_flops() - self.start.pop(row, self.counter.get_total_flops())
             self.flops[row] = self.flops.get(row, 0) + done
         return hook
-
-    def __enter__(self) -> "_BoxFlops":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def profile_prediction(detector, features: torch.Tensor, class_names: Sequence[str], durations,
