@@ -126,3 +126,30 @@ def test_stale_prediction_in_bf16_agrees_with_float32(monkeypatch):
     monkeypatch.setenv(ENV_NATIVE_BF16, "1")
     assert det.precision("cpu").record() == {"precision": "bf16", "requested": "auto",
                                              "reason": f"{ENV_NATIVE_BF16}=1"}
+
+
+def test_the_twin_shares_the_text_tower_with_the_clip_prior(tiny_config):
+    """With the CLIP prior on, the prior's tower is the text encoder's: the twin shares it
+    (float32, never cast in place) and the bf16 prediction stays close to float32."""
+    from stale.pipeline.assemble import build_model
+    from stale.pipeline.config import load_run_config
+    from stale.pipeline.detectors import StaleDetector
+
+    cfg = load_run_config(tiny_config, ["text.weights=random", "text.arch=stale-test", "text.context_length=4",
+                                        "model.prior.weight=0.5", "model.input_dim=24", "data.features.dim=24",
+                                        "inference.precision=bf16", "inference.theta_c=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert model.prior is not None and model.prior.tower is model.text_encoder.tower
+    det = StaleDetector(model, cfg)
+    x = torch.randn(2, cfg.data.num_snippets, cfg.model.input_dim, generator=torch.Generator().manual_seed(3))
+    names = ["high jump", "long jump", "pole vault"]
+    det(x, names, [20.0, 30.0])
+    twin = det._twin[1]
+    assert twin.prior.tower is model.text_encoder.tower and twin.text_encoder is model.text_encoder
+    assert all(p.dtype == torch.float32 for p in model.parameters())          # nothing cast in place
+    assert next(twin.temporal.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        ref = model(x, names).float()
+        low = twin(x.bfloat16(), names, text=model.encode_text(names).bfloat16()).float()
+    assert (low.class_probs() - ref.class_probs()).abs().max() < 0.03

@@ -80,16 +80,24 @@ class StaleDetector:
 
 
 def low_precision_twin(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """A copy of a STALE ``model`` in eval mode whose video-side modules hold their weights in
-    ``dtype``; the text encoder is *shared* (not copied, kept in its own precision): callers pass
-    its output, cast, as ``text=``."""
+    """A copy of a STALE ``model`` in eval mode whose own floating-point weights are in
+    ``dtype``; the text encoder is *shared* (not copied, kept in its own precision; the CLIP
+    prior's tower is the same object): callers pass its output, cast, as ``text=``."""
     import copy
 
     text = getattr(model, "text_encoder", None)
-    twin = copy.deepcopy(model, memo={id(text): text} if text is not None else None)
-    for child in twin.children():
-        if child is not text:
-            child.to(dtype)
+    keep = [*text.modules(), *text.parameters(), *text.buffers()] if isinstance(text, nn.Module) else []
+    twin = copy.deepcopy(model, memo={id(t): t for t in keep})
+    # scalars (the classifier's logit scale, the prior's weight) stay float32: they cost nothing,
+    # and a bf16 logit scale of ~100 would rescale every logit by up to 0.4%
+    shared = {id(t) for t in keep}
+    for module in twin.modules():
+        for name, p in module._parameters.items():
+            if p is not None and id(p) not in shared and p.is_floating_point() and p.dim() > 0:
+                module._parameters[name] = nn.Parameter(p.detach().to(dtype), requires_grad=False)
+        for name, b in module._buffers.items():
+            if b is not None and id(b) not in shared and b.is_floating_point() and b.dim() > 0:
+                module._buffers[name] = b.to(dtype)
     return twin.eval()
 
 
