@@ -82,6 +82,7 @@ class Case:
     micro_batch: int | None = 10
     grad_checkpointing: bool = True
     overrides: list[str] = field(default_factory=list)
+    count_flops: bool = False   # one more step/call under FlopCounterMode -> result["flops"]
 
     def config_overrides(self) -> list[str]:
         return [f"text.arch={self.arch}", "text.weights=random",
@@ -167,6 +168,15 @@ def _timed(fn, device, steps: int) -> list[float]:
     return times
 
 
+def _count_flops(fn) -> int:
+    """FLOPs (2 x multiply-adds of matrix products, convolutions, attention) of one ``fn()``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def measure_case(case: Case) -> dict:
     """Build the model of ``case``, time it and return a result dict (see :func:`format_table`)."""
     import torch
@@ -211,6 +221,8 @@ def measure_case(case: Case) -> dict:
             # one train_epoch over exactly one batch == one optimiser step of the real loop
             times = _timed(lambda: losses.append(trainer.train_epoch(data, next(epoch))["total"]),
                            device, case.steps)
+            if case.count_flops:
+                extra["flops"] = _count_flops(lambda: trainer.train_epoch(data, next(epoch)))
         extra["loss_first_last"] = [losses[0], losses[-1]]
         value, unit = 1000.0 * statistics.median(times), "ms/step"
     elif case.kind == "infer":

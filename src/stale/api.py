@@ -208,15 +208,17 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
             threads: int | None = None, progress: bool = True, shard: str | tuple[int, int] | None = None,
             workers: int = 0, fps: float | None = None, convention: str | None = None, shards: int | None = None,
             launcher: str = "local", partition: str | None = None, time: int = 60, gpus_per_job: int = 0,
-            cpus_per_job: int = 2):
+            cpus_per_job: int = 2, precision: str = "auto"):
     """CLIP image features of video files (``stale extract``): ``<prefix><stem>.npy`` per video,
     ``extract_meta.json`` and ``videos.json`` in ``out``. ``shard``: ``"I/N"`` or ``(I, N)``, only
     the videos of shard I of N (N jobs fill one ``out``; docs/extract.md); ``shards``: submit all N
     shards as jobs of ``launcher`` (local, slurm, submitit-local; ``partition`` / ``time`` /
     ``gpus_per_job`` / ``cpus_per_job`` for Slurm). ``workers``: decoding processes;
     ``convention``: a sampling preset (sets clip_frames, stride, fps); ``fps``: resample videos to
-    this rate. Returns the :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``);
-    random weights are logged as a warning."""
+    this rate. ``precision``: the image tower's, ``auto`` (bf16 where the CPU/GPU has native bf16
+    matrix units), ``float32`` or ``bf16`` (docs/inference.md, "Precision"). Returns the
+    :class:`stale.pipeline.extract.ExtractSummary` (``.line()``, ``.bad``); random weights are
+    logged as a warning."""
     from stale.core.errors import StaleError
     from stale.core.hub import preflight_weights
     from stale.core.logs import get_logger
@@ -235,7 +237,7 @@ def extract(inputs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | 
                         frames_per_clip=frames_per_clip, batch_size=batch_size, device=device,
                         prefix=prefix, overwrite=overwrite, skip_bad=skip_bad, allow_truncated=allow_truncated,
                         seed=seed, progress=progress, shard=parse_shard(shard), workers=workers, fps=fps,
-                        convention=convention)
+                        convention=convention, precision=precision)
     if shards is not None:   # each job resolves --device on its own machine
         from stale.pipeline.extract_launch import extract_shards
 
@@ -331,12 +333,14 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
             gt_out: str | os.PathLike | None = None, batch_size: int = 32, device: str = "auto",
             threads: int | None = None, overrides: Sequence[str] = (), annotations: str | os.PathLike | None = None,
             features: str | os.PathLike | None = None, fuse_video_scores: str | os.PathLike | None = None,
-            overwrite: bool = False, windows: bool = False) -> dict:
+            overwrite: bool = False, windows: bool = False, precision: str | None = None) -> dict:
     """Detect with a trained run on a subset's videos and write the results file (``stale
     predict``), and with ``gt_out`` the ground truth of exactly these classes and videos.
     ``classes``: names, ``"a,b"`` or ``"@FILE"`` (default: the run's test classes). ``windows``:
     slide windows over the videos (``data.sampling=window``; a run trained in resize mode uses
-    its training snippet length as the time step). Returns the results file's payload."""
+    its training snippet length as the time step). ``precision``: ``auto`` / ``float32`` /
+    ``bf16``, short for ``inference.precision`` (recorded in the results file). Returns the
+    results file's payload."""
     from stale.core.errors import StaleError
     from stale.pipeline.predict import load_run as _load
     from stale.pipeline.predict import read_class_names, run_prediction
@@ -349,6 +353,10 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, subset: str | None =
     if not isinstance(windows, bool):
         raise StaleError(f"windows must be True or False, got {windows!r}")
     overrides = [*overrides, "data.sampling=window"] if windows else overrides
+    if precision is not None:
+        from stale.core.precision import normalise_precision
+
+        overrides = [*overrides, f"inference.precision={normalise_precision(precision)}"]
     loaded = _load(run, device, overrides, annotations=annotations, features=features)
     return run_prediction(loaded, out, subset=subset, classes=names, all_videos=all_videos, batch_size=batch_size,
                           fuse_scores=fuse_video_scores, gt_out=gt_out, overwrite=overwrite,

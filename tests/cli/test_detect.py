@@ -217,6 +217,20 @@ def test_with_a_trained_run(media, runs, tmp_path):
     want = run.detect(out / "features" / "bars.npy", ["high jump", "long jump"])
     assert items == json.loads(json.dumps(sorted(want, key=lambda d: -d["score"])))
     assert (out / "report.html").is_file() and (out / "subtitles" / "bars.srt").is_file()
+    # the precision that ran is recorded: auto -> float32 here (the tests simulate a CPU without
+    # bf16 units); --precision bf16 runs both the image tower and the network in bf16
+    rec = json.loads((out / "detect.json").read_text())
+    assert {k: v["precision"] for k, v in rec["precision"].items()} == {"image_tower": "float32", "detector": "float32"}
+    p = stale("detect", media["videos"] / "bars.mp4", "--classes", "high jump,long jump", "--run", runs[32],
+              "--weights", media["clip"], "--out", tmp_path / "bf16", "--clip-frames", "4", "--stride", "4",
+              "--no-progress", "--precision", "bf16")
+    assert p.returncode == 0, p.stderr[-2000:]
+    rec = json.loads((tmp_path / "bf16" / "detect.json").read_text())
+    assert rec["precision"]["image_tower"]["precision"] == rec["precision"]["detector"]["precision"] == "bf16"
+    import numpy as np
+
+    a, b = np.load(out / "features" / "bars.npy"), np.load(tmp_path / "bf16" / "features" / "bars.npy")
+    assert (a * b).sum(-1).min() >= 0.999 and not np.array_equal(a, b)
 
 
 def test_a_run_expecting_other_features_is_refused_before_decoding(media, runs, tmp_path):

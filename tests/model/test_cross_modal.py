@@ -63,3 +63,23 @@ def test_disabled_returns_text():
     assert out.shape == (B, K1, C)
     assert torch.equal(out[2], text)
     assert len(list(ad.parameters())) == 0
+
+
+def test_inference_shares_the_text_self_attention_and_equals_the_per_video_pass():
+    """Eval mode runs the text self-attention once per class set; training mode (dropout off)
+    runs it per video: both give the same adapted text, video by video."""
+    ad = _adapter()
+    ad.alpha.data.fill_(1.0)                      # make the adaptation visible
+    text = torch.randn(K1, C)
+    feats = torch.randn(B, T, C)
+    hard = torch.rand(B, T) > 0.3
+    with torch.no_grad():
+        shared = ad(text, feats * hard[..., None], hard)
+        ad.train()                                # dropout is 0: the same maths per video
+        per_video = ad(text, feats * hard[..., None], hard)
+        ad.eval()
+        single = torch.stack([ad(text, feats[b:b + 1] * hard[b:b + 1, :, None], hard[b:b + 1])[0]
+                              for b in range(B)])
+    torch.testing.assert_close(shared, per_video, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared, single, atol=1e-5, rtol=1e-5)
+    assert (shared - text).abs().max() > 0.1

@@ -118,6 +118,9 @@ def test_eval_cache_hits_and_invalidates():
     enc(NAMES[:2])                                 # another class list: computed, both cached
     enc(NAMES)
     assert len(calls) == 2
+    enc.eval()                                     # eval() again (each prediction call): kept
+    enc(NAMES)
+    assert len(calls) == 2
     enc.train().eval()                             # train() drops the cache
     enc(NAMES)
     assert len(calls) == 3

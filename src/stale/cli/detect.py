@@ -50,6 +50,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--serve", action="store_true", help="afterwards, serve the report on localhost until Ctrl-C")
     parser.add_argument("--port", type=int, default=0, help="port of --serve (default: any free one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                        help="image tower and --run network precision: auto = bf16 weights and activations "
+                             "where the CPU/GPU has native bf16 matrix units, else float32 (default %(default)s)")
 
 
 def run(args) -> int:
@@ -61,7 +64,7 @@ def run(args) -> int:
                  device=args.device, overrides=list(args.overrides), subtitle_top=args.subtitle_top,
                  subtitle_min_score=args.subtitle_min_score, timeline_top=args.timeline_top, skip_bad=args.skip_bad,
                  allow_truncated=args.allow_truncated, progress=not args.no_progress,
-                 windows=args.windows)
+                 windows=args.windows, precision=args.precision)
     n = sum(len(v) for v in res.results.values())
     print(f"{n} detections in {len(res.results)} videos ({res.detector})")
     for vid, t in res.timings.items():

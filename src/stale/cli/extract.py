@@ -64,6 +64,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--time", type=int, default=60, help="Slurm time limit per shard, minutes")
     parser.add_argument("--gpus-per-job", type=int, default=0, help="Slurm GPUs per shard")
     parser.add_argument("--cpus-per-job", type=int, default=2, help="Slurm CPUs per shard")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                        help="image tower precision: auto = bf16 weights and inputs where the CPU/GPU has "
+                             "native bf16 matrix units (~3.7x faster, features at cosine >= 0.999), else "
+                             "float32 (default %(default)s)")
 
 
 def run(args) -> int:
@@ -76,7 +80,7 @@ def run(args) -> int:
                       args.skip_bad, args.allow_truncated, args.seed, args.threads, not args.no_progress,
                       shard=args.shard, workers=args.workers, fps=args.fps, convention=args.convention,
                       shards=args.shards, launcher=args.launcher, partition=args.partition, time=args.time,
-                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job)
+                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, precision=args.precision)
     shard = f"shard {args.shard}: " if args.shard else (f"{args.shards} shards: " if args.shards else "")
     print(f"{shard}{summary.line()}; features, extract_meta.json and videos.json in {args.out}")
     for path, reason in summary.bad.items():

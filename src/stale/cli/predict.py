@@ -31,6 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--fuse-video-scores", default=None, metavar="JSON",
                         help="REPRODUCTION ONLY: relabel with an external closed-set classifier's "
                              "video scores {video: {class: score}}; output marked as not zero-shot")
+    parser.add_argument("--precision", default=None, choices=["auto", "float32", "bf16"],
+                        help="the network's precision (inference.precision; default: the run's, auto = bf16 "
+                             "weights and activations where the CPU/GPU has native bf16 matrix units)")
 
 
 def run(args):
@@ -39,5 +42,6 @@ def run(args):
     predict(args.run, args.out, subset=args.subset, classes=args.classes, all_videos=args.all_videos,
             gt_out=args.gt_out, batch_size=args.batch_size, device=args.device, threads=args.threads,
             overrides=args.overrides, annotations=args.annotations, features=args.features,
-            fuse_video_scores=args.fuse_video_scores, overwrite=args.overwrite, windows=args.windows)
+            fuse_video_scores=args.fuse_video_scores, overwrite=args.overwrite, windows=args.windows,
+            precision=args.precision)
     return 0

@@ -76,8 +76,13 @@ class CrossModalAdapter(nn.Module):
         has_fg = fg_hard.any(dim=1)                                         # (B,)
         # lift the mask of foreground-less videos so that softmax stays finite
         key_pad = ~fg_hard & has_fg.unsqueeze(1)
-        x = f_lan.to(fg_features.dtype)
+        # never feed an expanded (stride-0) batch to a projection: torch then multiplies by a
+        # weight materialised once per video. At inference the text self-attention does not
+        # depend on the video: once per class set, then one row per video; in training each
+        # video keeps its own dropout draw.
+        x = (text.unsqueeze(0) if not self.training else f_lan).to(fg_features.dtype).contiguous()
         x = self.norm1(x + self.drop(self.self_attn(x, x, x, need_weights=False)[0]))
+        x = x.expand(batch, -1, -1).contiguous()
         cross = self.cross_attn(x, fg_features, fg_features, key_padding_mask=key_pad,
                                 need_weights=False)[0]
         x = self.norm2(x + self.drop(cross) * has_fg.to(cross.dtype)[:, None, None])

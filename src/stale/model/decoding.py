@@ -61,11 +61,11 @@ class InferenceConfig:
     min_snippets: shortest segment, in snippets.
     mask_source: ``predicted`` (the model's own foreground mask) or ``ground_truth`` (the test
         videos' annotated foreground replaces it at prediction: Table 3's "GT masks" row).
-    precision: the network's forward at prediction: ``auto`` (bf16 autocast on CUDA when
-        ``train.amp``, float32 on the CPU), ``fp32``, or ``bf16`` (bf16 autocast on any device;
-        on CPUs with native bf16 matrix units -- AVX512-BF16 / AMX -- about 4x faster matrix
-        products; scores move by ~1e-2 relative, docs/inference.md measures the mAP change).
-        Post-processing always runs in float32.
+    precision: the network's forward at prediction (:mod:`stale.core.precision`): ``auto``
+        (bf16 weights and activations where the device has native bf16 matrix units --
+        AVX512-BF16 / AMX CPUs, CUDA >= 8.0 -- else float32), ``float32`` (alias ``fp32``), or
+        ``bf16`` (on any device). Scores move by ~1e-2 relative; docs/inference.md measures the
+        mAP change. Post-processing always runs in float32.
     """
 
     theta_c: float = 0.1
@@ -78,7 +78,7 @@ class InferenceConfig:
     top_n: int = 100
     min_snippets: int = 1
     mask_source: Literal["predicted", "ground_truth"] = "predicted"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "float32", "fp32", "bf16"] = "auto"
 
     def validate(self) -> None:
         bad = []
@@ -89,8 +89,8 @@ class InferenceConfig:
                        f"{self.min_snippets} (need >= 1)")
         if not self.mask_thresholds or not all(0.0 <= x < 1.0 for x in self.mask_thresholds):
             bad.append(f"mask_thresholds={self.mask_thresholds} (need non-empty, in [0, 1))")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            bad.append(f"precision={self.precision!r} (need auto, fp32 or bf16)")
+        if self.precision not in ("auto", "float32", "fp32", "bf16"):
+            bad.append(f"precision={self.precision!r} (need auto, float32 or bf16)")
         if not self.nms_sigma > 0:
             bad.append(f"nms_sigma={self.nms_sigma} (need > 0)")
         if not 0.0 <= self.nms_iou_threshold < 1.0:

@@ -145,7 +145,9 @@ class RepresentationMasking(nn.Module):
         kind = "gt" if force_gt else self.cfg.kind
         query_masks = None
         if kind == "decoder":
-            q = self.queries.unsqueeze(0).expand(f_vis.shape[0], -1, -1)
+            # contiguous: an expanded (stride-0) batch makes each projection materialise its
+            # weight once per video
+            q = self.queries.unsqueeze(0).expand(f_vis.shape[0], -1, -1).contiguous()
             b_q = self.mask_proj(self.decoder(q, f_vis))                 # (B, Nz, C)
             q_logits = torch.einsum("bqc,btc->bqt", b_q, f_vis) / math.sqrt(self.width)
             l_q = torch.sigmoid(q_logits)                                   # Eq. 3

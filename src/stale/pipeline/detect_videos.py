@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Sequence
 
 from stale.core.errors import StaleError
+from stale.core.precision import normalise_precision, resolve_precision
 from stale.core.logs import get_logger
 from stale.core.output_checks import DETECT_MARKER, DETECT_RESULTS
 
@@ -77,6 +78,8 @@ class DetectOptions:
     windows: with ``run``: slide windows over each video (:meth:`LoadedRun.detect`), whatever mode
         the run was trained in; without it a run trained in resize mode resizes each video and
         warns (one line) when its snippets are longer than the run's typical action.
+    precision: ``auto`` / ``float32`` / ``bf16`` of the image tower and of the run's network
+        (:mod:`stale.core.precision`; recorded in detect.json).
     """
 
     classes: Sequence[str] | str
@@ -98,8 +101,10 @@ class DetectOptions:
     allow_truncated: bool = False
     progress: bool = True
     windows: bool = False
+    precision: str = "auto"
 
     def validate(self) -> None:
+        self.precision = normalise_precision(self.precision)
         if self.windows and self.run is None:
             raise StaleError("--windows: needs --run (the training-free detector takes every feature as it is)")
         for name in ("subtitle_top", "timeline_top"):
@@ -279,7 +284,7 @@ def _run_detector(opts: DetectOptions, encoder, classes: list[str], device):
     from stale.pipeline.assemble import check_prompts
     from stale.pipeline.predict import load_run
 
-    run = load_run(opts.run, device, opts.overrides)
+    run = load_run(opts.run, device, [*opts.overrides, f"inference.precision={opts.precision}"])
     want = int(run.cfg.model.input_dim)
     if want != encoder.embed_dim:
         raise StaleError(f"--run {opts.run}: the run expects {want}-d features, but the image encoder "
@@ -316,6 +321,9 @@ def video_detector(opts: DetectOptions, encoder, classes: list[str], device):
 
         def detect_run(feats, duration, name="video"):
             return run.detect(feats, classes, duration, windows=windows, name=name)
+        # what the network runs in (detect.json records it)
+        detect_run.precision = (run.detector.precision(device).record()
+                                if hasattr(run.detector, "precision") else None)
         return detect_run, description
     detector, description = _clip_detector(opts, encoder, classes, device)
 
@@ -360,7 +368,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     xcfg = ExtractConfig(arch=opts.arch, weights=opts.weights, clip_frames=opts.clip_frames, stride=opts.stride,
                          frames_per_clip=opts.frames_per_clip, batch_size=opts.batch_size, device=str(device),
                          skip_bad=opts.skip_bad, allow_truncated=opts.allow_truncated, seed=opts.seed,
-                         progress=opts.progress)
+                         progress=opts.progress, precision=opts.precision)
     xcfg.validate()
     weights_file = opts.weights if opts.weights and Path(opts.weights).expanduser().is_file() else None
     run_files = []
@@ -388,7 +396,10 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
     if encoder.random:
         log.warning("WARNING: image encoder %s: the detections carry no meaning (tests and "
                     "benchmarks only)", encoder.description)
+    precision = {"image_tower": resolve_precision(opts.precision, device).record()}
     detect_one, description = video_detector(opts, encoder, classes, device)
+    if getattr(detect_one, "precision", None) is not None:
+        precision["detector"] = detect_one.precision
     t_models = time.perf_counter() - t0
 
     # from here on this process writes into OUT: one writer at a time (the checks above are
@@ -466,6 +477,7 @@ def _run_detect(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, opt
                     p.unlink()
     record = {"format": FORMAT, **settings, "complete": True, "detector_description": description,
               "image_encoder": encoder.description, "random_weights": bool(encoder.random),
+              "precision": precision,
               "features": FEATURES, "videos": facts, "timings_s": timings,
               "skipped": dict(summary.bad), "models_s": round(t_models, 3),
               "total_s": round(time.perf_counter() - t_all, 3),

@@ -12,25 +12,51 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from stale.core.errors import StaleError
+from stale.core.precision import Precision, resolve_precision
 from stale.model.decoding import Detections, postprocess
 from stale.pipeline.config import StaleConfig
 
 TOWER_PREFIX = "tower."
+#: profiler scope of the post-processing (:mod:`stale.pipeline.profile_predict`)
+SCOPE_POSTPROCESS = "stale::post-processing"
 
 
 class StaleDetector:
     """A trained STALE network as a detector: ``(features (B, T, D), class names, durations
     (B,), targets=None) -> Detections`` (paper Sec. 3.3 inference). ``targets`` (the test
     videos' :class:`~stale.model.outputs.Targets`) are needed only by the ground-truth-mask
-    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground."""
+    ablation (``model.masking.kind=gt``, paper Tables 3-4), whose mask is their foreground.
+
+    Precision (``inference.precision``, :mod:`stale.core.precision`): in bf16 the network's
+    video side runs on a bf16 twin of the model (weights and activations in bf16 -- on CPUs
+    with bf16 matrix units the fast path, where autocast is slower than float32), remade
+    whenever the float32 weights change; the text features come from the float32 model (once
+    per class set, cached by the text encoder) and are cast. Post-processing always runs in
+    float32. ``precision(device)`` says what ran (recorded by the commands' outputs)."""
 
     def __init__(self, model: torch.nn.Module, cfg: StaleConfig):
         self.model = model
         self.cfg = cfg
         self.use_gt_mask = cfg.inference.mask_source == "ground_truth"
         self.needs_targets = cfg.model.masking.kind == "gt" or self.use_gt_mask
+        self._twin: tuple[tuple, torch.nn.Module] | None = None
+
+    def precision(self, device: torch.device | str) -> Precision:
+        """The resolved ``inference.precision`` on ``device``."""
+        return resolve_precision(self.cfg.inference.precision, device)
+
+    def _bf16_twin(self) -> torch.nn.Module:
+        key = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+        if self._twin is None or self._twin[0] != key:
+            self._twin = (key, low_precision_twin(self.model, torch.bfloat16))
+        return self._twin[1]
+
+    def network(self, device: torch.device | str) -> torch.nn.Module:
+        """The module that runs on ``device``: the float32 model or its bf16 twin."""
+        return self._bf16_twin() if self.precision(device).is_bf16 else self.model
 
     @torch.no_grad()
     def __call__(self, features: torch.Tensor, class_names: Sequence[str], durations,
@@ -39,14 +65,40 @@ class StaleDetector:
         if self.needs_targets and gt_fg is None:
             raise StaleError("this run uses ground-truth masks (model.masking.kind=gt): prediction needs "
                              "annotated test videos (their foreground is the mask)")
-        device = features.device
+        names = list(class_names)
         self.model.eval()
-        precision = self.cfg.inference.precision
-        use_amp = precision == "bf16" or (precision == "auto" and self.cfg.train.amp and device.type == "cuda")
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.model(features, list(class_names), gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
-        out = out.float()   # post-processing (thresholds, Soft-NMS) always in float32
-        return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
+        net = self.network(features.device)
+        if net is not self.model:
+            text = self.model.encode_text(names).to(torch.bfloat16)
+            out = net(features.to(torch.bfloat16), names, gt_fg=gt_fg, text=text, force_gt_mask=self.use_gt_mask)
+        else:
+            out = self.model(features, names, gt_fg=gt_fg, force_gt_mask=self.use_gt_mask)
+        # post-processing (thresholds, Soft-NMS) always in float32; the scope names it in profiles
+        with record_function(SCOPE_POSTPROCESS):
+            out = out.float()
+            return postprocess(out.class_probs(), out.mask_probs(), durations, self.cfg.inference)
+
+
+def low_precision_twin(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of a STALE ``model`` in eval mode whose own floating-point weights are in
+    ``dtype``; the text encoder is *shared* (not copied, kept in its own precision; the CLIP
+    prior's tower is the same object): callers pass its output, cast, as ``text=``."""
+    import copy
+
+    text = getattr(model, "text_encoder", None)
+    keep = [*text.modules(), *text.parameters(), *text.buffers()] if isinstance(text, nn.Module) else []
+    twin = copy.deepcopy(model, memo={id(t): t for t in keep})
+    # scalars (the classifier's logit scale, the prior's weight) stay float32: they cost nothing,
+    # and a bf16 logit scale of ~100 would rescale every logit by up to 0.4%
+    shared = {id(t) for t in keep}
+    for module in twin.modules():
+        for name, p in module._parameters.items():
+            if p is not None and id(p) not in shared and p.is_floating_point() and p.dim() > 0:
+                module._parameters[name] = nn.Parameter(p.detach().to(dtype), requires_grad=False)
+        for name, b in module._buffers.items():
+            if b is not None and id(b) not in shared and b.is_floating_point() and b.dim() > 0:
+                module._buffers[name] = b.to(dtype)
+    return twin.eval()
 
 
 def text_tower(cfg: StaleConfig):

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from stale.core.errors import StaleError
+from stale.core.precision import normalise_precision, resolve_precision
 from stale.core.logs import progress_bar
 from stale.core.io import atomic_save_npy, remove_stale_temp_files
 from stale.core.locks import folder_lock, is_lock_file, lock_name
@@ -96,6 +97,9 @@ class ExtractConfig:
                      each video's own rate); conventions such as ActionFormer's use 30.
     convention:      the name of the preset (``stale.data.features.rate.EXTRACT_PRESETS``) that
                      set clip_frames / stride / fps, recorded in the index; None when set by hand.
+    precision:       the image tower's weights and inputs: ``auto`` (bf16 where the device has
+                     native bf16 matrix units, else float32; :mod:`stale.core.precision`),
+                     ``float32`` or ``bf16``. Recorded in ``extract_meta.json``.
     """
 
     arch: str = "ViT-B-16"
@@ -115,8 +119,10 @@ class ExtractConfig:
     workers: int = 0
     fps: float | None = None
     convention: str | None = None
+    precision: str = "auto"
 
     def validate(self) -> None:
+        self.precision = normalise_precision(self.precision)
         for name in ("clip_frames", "stride", "frames_per_clip", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -217,8 +223,7 @@ def encoded_videos(videos: list[Path], encoder: ImageEncoder, cfg: ExtractConfig
                 pending[i] = _Video(Path(videos[i]).name, item[2], cfg.progress and cfg.workers == 0)
             elif kind == CHUNK:
                 t0 = time.perf_counter()
-                with torch.inference_mode():
-                    emb = F.normalize(encoder.tower(item[2].to(device, non_blocking=True)).float(), dim=-1).cpu()
+                emb = encoder.embed(item[2].to(device, non_blocking=True)).cpu()
                 pending[i].add(emb, item[3], time.perf_counter() - t0, cfg, last_offset)
             else:
                 video = pending.pop(i, None)
@@ -353,19 +358,23 @@ def extract_videos(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig,
     if encoder.random:
         warnings.warn(f"image encoder {encoder.description}: features are meaningless; "
                       f"for tests and benchmarks only", stacklevel=2)
-    encoder.tower.to(device)
+    precision = resolve_precision(cfg.precision, device)
+    encoder.cast(precision.dtype).tower.to(device)
+    log.info("image tower in %s (%s)", precision.name, precision.reason)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # one writer of the index (of a shard: of its part) at a time; shards run side by side
     with folder_lock(out, "stale extract", lock_name(cfg.shard if cfg.shard and cfg.shard[1] > 1 else None)):
         # checked again under the lock: a process that held it may have written meanwhile
         # (the files found above: their folders were checked, and broken links reported, once)
-        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device)
+        return _extract_locked(check_extract_output(videos, out_dir, cfg), out, cfg, encoder, device,
+                               precision.record())
 
 
 def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: ImageEncoder,
-                    device: torch.device) -> ExtractSummary:
+                    device: torch.device, precision: dict) -> ExtractSummary:
     meta = load_index(out, _settings(cfg, encoder), cfg.overwrite)
+    meta["precision"] = precision   # of this run (features of either precision agree to cos >= 0.999)
     summary = ExtractSummary()
     shard = cfg.shard if cfg.shard is not None and cfg.shard[1] > 1 else None
     if shard is not None:
@@ -397,7 +406,7 @@ def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: 
                 summary.truncated.append(vid)
                 log.warning("%s: truncated; kept the decoded %.2f s of %s s", video,
                             info["truncated"]["decoded_duration"], info["truncated"]["declared_duration"])
-            meta["videos"][vid] = info
+            meta["videos"][vid] = info | {"precision": precision["precision"]}
             meta["skipped"].pop(str(video), None)
             write_index(out, meta, shard)
             summary.extracted.append(vid)

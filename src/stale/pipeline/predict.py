@@ -401,7 +401,8 @@ def run_prediction(run: LoadedRun, out: str | Path, *, subset: str | None = None
                     f"({missing} videos had no scores)"}
         log.warning("WARNING: results fused with an external classifier trained on all classes; "
                     "they are not zero-shot numbers")
-    payload = write_results(out, results, class_names, external, checkpoint=run.checkpoint,
+    precision = run.detector.precision(run.device).record() if hasattr(run.detector, "precision") else None
+    payload = write_results(out, results, class_names, external, checkpoint=run.checkpoint, precision=precision,
                             data_report={"missing_features": test.report.missing_features,
                                          "classes_without_ground_truth": test.report.protocol.get("without_ground_truth", [])})
     if gt_out:

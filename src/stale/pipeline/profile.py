@@ -144,18 +144,39 @@ class TrainingProfile:
 
 # ----------------------------------------------------------------------------- scopes
 
-class _ForwardScopes:
-    """Forward pre/post hooks that open and close a ``record_function`` scope per module;
-    removed on exit (no hook survives the profiled steps)."""
+class BoxHooks:
+    """Forward pre/post hooks on each box module of the model (:data:`MODULE_ROWS`), removed
+    on exit (no hook survives the profiled calls). Subclasses give ``_enter(row)`` and
+    ``_exit(row)``, each returning the hook."""
 
     def __init__(self, model: nn.Module):
         self.handles = []
-        self.open: dict[int, list] = {}
         for attr, row in MODULE_ROWS.items():
             module = getattr(model, attr, None)
             if isinstance(module, nn.Module):
                 self.handles.append(module.register_forward_pre_hook(self._enter(row)))
-                self.handles.append(module.register_forward_hook(self._exit(), always_call=True))
+                self.handles.append(module.register_forward_hook(self._exit(row), always_call=True))
+
+    def _enter(self, row: str):
+        raise NotImplementedError
+
+    def _exit(self, row: str):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class ForwardScopes(BoxHooks):
+    """A ``record_function`` scope ``stale::<row>`` around each box module's forward."""
+
+    def __init__(self, model: nn.Module):
+        self.open: dict[int, list] = {}
+        super().__init__(model)
 
     def _enter(self, row: str):
         def hook(module, args):
@@ -164,19 +185,12 @@ class _ForwardScopes:
             self.open.setdefault(id(module), []).append(scope)
         return hook
 
-    def _exit(self):
+    def _exit(self, row: str):
         def hook(module, args, output):
             stack = self.open.get(id(module))
             if stack:
                 stack.pop().__exit__(None, None, None)
         return hook
-
-    def __enter__(self) -> "_ForwardScopes":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _batches(trainer, dataset, seed: int) -> Iterator:
@@ -343,7 +357,7 @@ def profile_training(cfg: StaleConfig, steps: int = 2, out: str | Path | None = 
         warm_s = time.perf_counter() - t0
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         try:
-            with _ForwardScopes(model), profile(activities=activities) as prof:
+            with ForwardScopes(model), profile(activities=activities) as prof:
                 for i in range(steps):
                     _step(trainer, batches, params, f"in profiled step {i + 1}", device)
         finally:

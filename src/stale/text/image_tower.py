@@ -32,6 +32,21 @@ class ImageEncoder:
     embed_dim: int
     description: str
     random: bool = False
+    dtype: torch.dtype = torch.float32   # of the tower's weights and inputs (:meth:`cast`)
+
+    def cast(self, dtype: torch.dtype) -> "ImageEncoder":
+        """Put the tower's weights in ``dtype`` (bf16 on CPUs with bf16 matrix units: ~3.7x the
+        float32 rate; see :mod:`stale.core.precision`); returns ``self``."""
+        if dtype != self.dtype:
+            self.tower.to(dtype)
+            self.dtype = dtype
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed frames (B, 3, H, W) -> L2-normalised float32 embeddings (B, C), through
+        the tower in its ``dtype`` (normalised in float32)."""
+        with torch.inference_mode():
+            return F.normalize(self.tower(x.to(self.dtype)).float(), dim=-1)
 
 
 # ----------------------------------------------------------------------------- the image tower

@@ -17,8 +17,9 @@ is always frozen, because unseen class names are embedded with it at test time a
 in the space the rest of the model was trained against.
 
 Caching: in eval mode features are computed without gradient and cached per class-name tuple;
-the cache is dropped by ``train()`` and ignored after any in-place change of a parameter
-(``Tensor._version``), a ``to()``/device move, or a different class list.
+the cache is dropped by ``train()`` (not by ``eval()``, which every prediction call runs) and
+ignored after any in-place change of a parameter (``Tensor._version``), a ``to()``/device move,
+or a different class list.
 """
 
 from __future__ import annotations
@@ -225,7 +226,10 @@ class PromptedTextEncoder(nn.Module):
         return tuple((p.data_ptr(), p._version) for p in self.parameters())
 
     def train(self, mode: bool = True) -> "PromptedTextEncoder":
-        self._features.clear()
+        # entering training drops the cache; eval() keeps it: callers switch to eval before
+        # every prediction call, and the parameter key already catches any weight change
+        if mode:
+            self._features.clear()
         return super().train(mode)
 
     def bag_of_words(self, names: Sequence[str]) -> Tensor:
