@@ -88,6 +88,11 @@ class ClipPrior(nn.Module):
         else:
             self.register_buffer("weight", init)
 
+    @property
+    def tower(self) -> nn.Module:
+        """The text encoder's CLIP tower the class names are embedded with (not a submodule)."""
+        return self.embed.tower
+
     def class_embeddings(self, class_names: Sequence[str]) -> Tensor:
         """(K, E) frozen, L2-normalised template-ensemble embeddings of the class names."""
         return self.embed(class_names)
