@@ -51,6 +51,15 @@ def make_tiny_dataset(root: Path, seed: int = 0, dim: int = 16, n_train: int = 2
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def float32_for_module_fixtures():
+    """The same as :func:`float32_unless_asked` for fixtures of module and session scope, which
+    are set up before any function-scoped fixture (e.g. a module's CLI runs)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STALE_NATIVE_BF16", "0")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def float32_unless_asked(monkeypatch):
     """``precision: auto`` resolves to float32 in every test (as on a CPU without bf16 matrix

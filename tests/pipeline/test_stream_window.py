@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from stale.baselines.segments import SegmentConfig, scores_to_detections
+from stale.model.decoding import InferenceConfig
 from stale.core.errors import StaleError
 from stale.pipeline.stream_window import CausalWindow, WindowConfig
 
@@ -23,7 +24,7 @@ def segment_detector(smooth: int = 1):
     cfg = SegmentConfig(smooth=smooth)
 
     def detect(feats: np.ndarray, duration: float) -> list[dict]:
-        return scores_to_detections(torch.from_numpy(feats)[None], [duration], cfg).to_lists(NAMES)[0]
+        return scores_to_detections(torch.from_numpy(feats)[None], [duration], cfg, InferenceConfig()).to_lists(NAMES)[0]
     return detect
 
 

@@ -57,6 +57,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="detector setting, as stale detect --set")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out / --srt")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                        help="image tower and --run network precision: auto = bf16 weights and activations "
+                             "where the CPU/GPU has native bf16 matrix units, else float32 (default %(default)s)")
 
 
 def run(args) -> int:
@@ -71,7 +74,8 @@ def run(args) -> int:
                 repeat_iou=args.repeat_iou, realtime=args.realtime, input_format=args.input_format,
                 queue=args.queue, backpressure=args.backpressure, stall_timeout=args.stall_timeout,
                 clip_frames=args.clip_frames, stride=args.stride, frames_per_clip=args.frames_per_clip,
-                batch_size=args.batch_size, device=args.device, overrides=list(args.overrides))
+                batch_size=args.batch_size, device=args.device, overrides=list(args.overrides),
+                precision=args.precision)
     status = 0
     try:
         with st:

@@ -81,9 +81,13 @@ class StreamOptions:
     srt: str | os.PathLike | None = None
     subtitle_min_score: float = 0.0
     overwrite: bool = False
+    precision: str = "auto"
 
     def validate(self) -> None:
+        from stale.core.precision import normalise_precision
         from stale.pipeline.extract import ExtractConfig
+
+        self.precision = normalise_precision(self.precision)
 
         ExtractConfig(clip_frames=self.clip_frames, stride=self.stride, frames_per_clip=self.frames_per_clip,
                       batch_size=self.batch_size).validate()
@@ -155,12 +159,15 @@ def _check_outputs(source: str, opts: StreamOptions) -> None:
 
 
 def _image_encoder(opts: StreamOptions, device):
-    """The CLIP image tower of the stream (the one place it is built; a precision policy for the
-    tower belongs here and in :func:`_embed`)."""
+    """The CLIP image tower of the stream (the one place it is built), in ``opts.precision``
+    resolved for ``device`` (:mod:`stale.core.precision`: bf16 weights and inputs where native)."""
+    from stale.core.precision import resolve_precision
     from stale.text.image_tower import load_image_encoder
 
     encoder = load_image_encoder(opts.arch, opts.weights, opts.seed)
-    encoder.tower.to(device)
+    precision = resolve_precision(opts.precision, device)
+    encoder.cast(precision.dtype).tower.to(device)
+    log.debug("image tower in %s (%s)", precision.name, precision.reason)   # stderr stays for the summary
     if encoder.random:
         log.warning("WARNING: image encoder %s: the detections carry no meaning (tests and "
                     "benchmarks only)", encoder.description)
@@ -184,8 +191,7 @@ def _embed(encoder, clips: list, device) -> np.ndarray:
             stop += 1
         x = preprocess_frames(torch.from_numpy(np.stack(frames[start:stop])).to(device), encoder.image_size,
                               encoder.mean, encoder.std)
-        with torch.inference_mode():
-            out.append(F.normalize(encoder.tower(x).float(), dim=-1).cpu())
+        out.append(encoder.embed(x).cpu())
         start = stop
     emb = torch.cat(out).view(len(clips), len(clips[0].frames), -1).mean(dim=1)
     return F.normalize(emb, dim=-1).numpy().astype(np.float32)
@@ -214,7 +220,7 @@ class DetectionStream:
         self.device = resolve_device(opts.device) if isinstance(opts.device, str) else opts.device
         self.encoder = _image_encoder(opts, self.device)
         dopts = DetectOptions(classes=self.classes, run=opts.run, weights=opts.weights, arch=opts.arch,
-                              seed=opts.seed, overrides=list(opts.overrides))
+                              seed=opts.seed, overrides=list(opts.overrides), precision=opts.precision)
         self.detect, self.description = video_detector(dopts, self.encoder, self.classes, self.device)
         self.summary = StreamSummary()
         self.emitted: list[Emitted] = []
