@@ -332,7 +332,12 @@ def check_extract_output(inputs, out_dir: str | os.PathLike, cfg: ExtractConfig)
     if meta is None:
         return videos
     listed = meta["videos"]
-    for video in videos:
+    mine = videos
+    if cfg.shard is not None and cfg.shard[1] > 1:
+        # the other shards' files are theirs: a fellow job may be writing one right now (its
+        # .npy lands just before its index entry)
+        mine = [v for v in videos if shard_of(v.stem, cfg.shard[1]) == cfg.shard[0]]
+    for video in mine:
         vid, target = video.stem, targets[video.stem]
         if not target.exists():
             continue
