@@ -101,7 +101,7 @@ class _NaNLoss:
         from stale.model.outputs import LossTerms
 
         total = out.class_logits.sum() * float("nan")
-        return LossTerms(total, total, total, total, total, total)
+        return LossTerms(total, total, total, total, total, total, total)
 
 
 class _FeaturesOnly:
