@@ -61,5 +61,5 @@ def test_other_bytes_are_an_error(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "write_clip", lambda *a: 10)
     args = bench.argparse.Namespace(videos=1, seconds=1, size=(8, 8), fps=10, workers=[0, 1], shards=0, threads=1,
                                     arch="x", weights="random", device="cpu", batch_size=2, convention=None)
-    with pytest.raises(RuntimeError, match="--workers 1: features differ from those of 1 process, --workers 0"):
+    with pytest.raises(RuntimeError, match="--workers 1: features differ from those of the same-thread-count reference w0"):
         bench.measure(args, tmp_path)
