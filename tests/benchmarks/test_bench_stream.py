@@ -1,29 +1,21 @@
 """Smoke test of benchmarks/bench_stream.py at a tiny size (a tiny CLIP, a 10 s video at 10 fps):
 the same measuring code as the real run, every number of the table present and sane."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
+from bench_util import bench_script
 from media_util import tiny_clip
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_stream.py"
 pytest.importorskip("av")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_stream", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_stream"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("bench_stream") as module:
         yield module
-    finally:
-        sys.modules.pop("bench_stream", None)
 
 
 def test_the_benchmark_at_a_tiny_size(bench, tmp_path, capsys, one_torch_thread):

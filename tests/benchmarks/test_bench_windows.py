@@ -1,25 +1,16 @@
 """Smoke test of benchmarks/bench_windows.py at a tiny size: the same measuring code as the real
 run, in this process."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_windows.py"
+from bench_util import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_windows", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_windows"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("bench_windows") as module:
         yield module
-    finally:
-        sys.modules.pop("bench_windows", None)
 
 
 def test_rows_for_every_length_and_mode(bench, tmp_path):
