@@ -2,7 +2,6 @@
 the same measuring code as the real run, every number of the table present and sane."""
 
 import json
-import sys
 
 import pytest
 
