@@ -246,6 +246,10 @@ def _old_identity(spec, cell) -> str:
     for section, keys in RUNTIME_KEYS.items():
         for key in keys:
             tree.get(section, {}).pop(key, None)
+    # keys the old code did not have yet (windowed mode, prompt anchor, feature bridge), at their defaults
+    for key in ("sampling", "time_step", "window_overlap", "window_min_inside", "window_edge_weight"):
+        tree["data"].pop(key)
+    assert tree["model"]["loss"].pop("w_prompt") == 0.0 and tree["model"].pop("bridge")["kind"] == "none"
     v = spec.variant(cell.variant)
     ds = next(d for d in spec.datasets if d.name == cell.dataset)
     payload = {"cell": cell.__dict__, "config": tree, "reuse": v.reuse, "predict": list(v.predict or []),
@@ -276,3 +280,6 @@ def test_cells_keep_the_identity_the_old_code_gave_them(tmp_path):
     assert cell_identity(tiny, stale_cell, []) == _old_identity(tiny, stale_cell)
     # and a changed Soft-NMS setting is a changed identity
     assert cell_identity(spec, cells[0], ["inference.nms_sigma=0.3"]) != cell_identity(spec, cells[0], [])
+    # a key added later counts as soon as a cell moves it off its default
+    for moved in ("data.sampling=window", "data.time_step=1.0", "model.loss.w_prompt=1.0", "model.bridge.kind=ridge"):
+        assert cell_identity(spec, cells[0], [moved]) != cell_identity(spec, cells[0], []), moved

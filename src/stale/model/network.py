@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from stale.core.errors import StaleError
+from stale.model.bridge import BridgeConfig, FeatureBridge
 from stale.model.cross_modal import CrossModalAdapter, CrossModalConfig
 from stale.model.heads import (ConsistencyProjections, CosineClassifier, DynamicMaskLocalizer,
                                HeadsConfig)
@@ -33,7 +34,8 @@ class ModelConfig:
 
     input_dim: snippet feature dimension D (512 for CLIP ViT-B/16, 2048 for two-stream I3D).
     width: model width C (512, CLIP's embedding width).
-    The sub-configs hold each module's settings; ``loss`` is used by :class:`STALELoss`.
+    The sub-configs hold each module's settings; ``loss`` is used by :class:`STALELoss`;
+    ``bridge`` (not in the paper) maps features not aligned with text into the text space first.
     """
 
     input_dim: int = 512
@@ -44,12 +46,14 @@ class ModelConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
 
     def validate(self) -> None:
         if self.input_dim < 1 or self.width < 1:
             raise StaleError(f"model: input_dim and width must be >= 1, "
                              f"got {self.input_dim}, {self.width}")
-        for sub in (self.temporal, self.masking, self.cross_modal, self.heads, self.loss, self.prior):
+        for sub in (self.temporal, self.masking, self.cross_modal, self.heads, self.loss, self.prior,
+                    self.bridge):
             sub.validate()
 
 
@@ -67,19 +71,22 @@ class STALE(nn.Module):
             raise StaleError("text encoder has no integer attribute 'embed_dim'")
         self.text_proj = (nn.Identity() if embed_dim == cfg.width
                           else nn.Linear(embed_dim, cfg.width))
-        self.temporal = TemporalEncoder(cfg.temporal, cfg.input_dim, cfg.width)
+        # with a bridge, everything after it sees E-dimensional features in the text space
+        self.bridge = FeatureBridge(cfg.input_dim, embed_dim) if cfg.bridge.enabled else None
+        feat_dim = embed_dim if self.bridge is not None else cfg.input_dim
+        self.temporal = TemporalEncoder(cfg.temporal, feat_dim, cfg.width)
         self.masking = RepresentationMasking(cfg.masking, cfg.width)
         self.cross_modal = CrossModalAdapter(cfg.cross_modal, cfg.width)
         self.classifier = CosineClassifier(cfg.heads)
         self.localizer = DynamicMaskLocalizer(cfg.heads, cfg.width)
-        const_width = cfg.input_dim if cfg.heads.const_input == "features" else cfg.width
+        const_width = feat_dim if cfg.heads.const_input == "features" else cfg.width
         self.consistency = ConsistencyProjections(cfg.heads, const_width)
         self.prior = None
         if cfg.prior.enabled:
             tower = getattr(text_encoder, "tower", None)
             if tower is None:
                 raise StaleError("model.prior needs a CLIP text encoder with a tower")
-            self.prior = ClipPrior(cfg.prior, tower, cfg.input_dim)
+            self.prior = ClipPrior(cfg.prior, tower, feat_dim)
         self.anchor = None
         if cfg.loss.w_prompt > 0:
             tower = getattr(text_encoder, "tower", None)
@@ -128,6 +135,8 @@ class STALE(nn.Module):
             raise StaleError(f"precomputed text features have shape {tuple(text.shape)}, expected "
                              f"({len(class_names) + 1}, {self.cfg.width}): K classes + background "
                              "at the model width (the output of encode_text)")
+        if self.bridge is not None:
+            features = self.bridge(features)                                   # (B, T, E)
         f_vis = self.temporal(features)                                        # Eq. 1
         mask = self.masking(f_vis, gt_fg, force_gt=force_gt_mask)             # Eq. 3-4
         text_v = self.cross_modal(text, mask.fg_features, mask.fg_hard)        # Eq. 5-6

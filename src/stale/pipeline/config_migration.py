@@ -30,6 +30,7 @@ from stale.core.config import from_dict, to_dict
 from stale.core.errors import StaleError
 from stale.core.logs import get_logger
 from stale.model.decoding import SOFT_NMS_KEYS, InferenceConfig
+from stale.model.bridge import BridgeConfig
 
 log = get_logger("config")
 
@@ -202,4 +203,27 @@ def identity_tree(tree: dict, raw: dict) -> dict:
     now = {k: tree["inference"][k] for k in SOFT_NMS_KEYS}
     if tree.get("method", "stale") != "stale" and now != old_effective_nms(raw):
         out["final_nms"] = now
+    # keys added after cells were recorded count only where a cell moves them off their default
+    for path, default in added_keys().items():
+        node = out
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default:
+            node.pop(path[-1])
     return out
+
+
+def added_keys() -> dict[tuple[str, ...], Any]:
+    """Config keys added after experiment cells were recorded, with their defaults: a cell that
+    leaves one at its default keeps the identity it had before the key existed (the windowed
+    mode's ``data.*``, the prompt anchor ``model.loss.w_prompt``, the feature bridge)."""
+    from stale.data.config import DataConfig
+    from stale.model.losses import LossConfig
+
+    data = DataConfig.__dataclass_fields__
+    keys: dict[tuple[str, ...], Any] = {
+        ("data", k): data[k].default for k in ("sampling", "time_step", "window_overlap",
+                                               "window_min_inside", "window_edge_weight")}
+    keys[("model", "loss", "w_prompt")] = LossConfig.__dataclass_fields__["w_prompt"].default
+    keys[("model", "bridge")] = to_dict(BridgeConfig())
+    return keys
