@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -218,3 +219,32 @@ def test_select_retrain_is_refused_under_ddp_before_any_work(tiny_dataset, tiny_
     with pytest.raises(StaleError, match="select_retrain is not supported under torchrun"):
         run_training(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_feature_bridge_is_fitted_on_the_training_videos_and_travels_with_the_weights(tiny_dataset, tiny_config,
+                                                                                         tmp_path):
+    """``model.bridge.kind=ridge``: before training, the linear probe's ridge map is fitted on the
+    training videos (held-out training videos choose its strength); it stays frozen, is saved in
+    best.pt and last.pt, and a loaded run detects through it."""
+    from stale.baselines.linear_probe import LinearProbeConfig, fit_linear_probe
+    from stale.pipeline.assemble import assemble_training, make_dataset
+    from stale.pipeline.detectors import text_tower
+    from stale.pipeline.predict import load_run
+
+    cfg = _cfg(tiny_dataset, tiny_config, "model.bridge.kind=ridge", "train.epochs=2", "train.val_fraction=0.25")
+    run_training(cfg, tmp_path / "run")
+    best = load_checkpoint(tmp_path / "run" / "best.pt")["model"]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    data = assemble_training(cfg, progress=False)
+    probe = fit_linear_probe(make_dataset(data.fit_videos, data.store, cfg, data.classes),
+                             make_dataset(data.val_videos, data.store, cfg, data.classes), data.classes,
+                             text_tower(cfg), LinearProbeConfig(), cfg.train.seed)
+    assert data.val_videos and int(best["bridge.fitted"]) == 1
+    assert best["bridge.weight"].shape == (16, 24)                 # features (16) -> the tower's text space (24)
+    torch.testing.assert_close(best["bridge.weight"], probe.weight)
+    torch.testing.assert_close(best["bridge.mu"], probe.mu)
+    torch.testing.assert_close(last["bridge.weight"], probe.weight)     # training never moved it
+    run = load_run(tmp_path / "run", device="cpu")
+    x = np.load(tiny_dataset / "features" / "vid030.npy")
+    dets = run.detect(x, ["hammer throw", "discus throw"], duration=x.shape[0] * 0.5)
+    assert dets and all(d["label"] in ("hammer throw", "discus throw") for d in dets)

@@ -179,6 +179,7 @@ def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, ou
     from stale.training.trainer import Trainer
 
     model, loss_fn = build_trainable(cfg)
+    fit_bridge(cfg, model, data)
     model = model.to(device)
     extra = _checkpoint_extra(cfg, data)
     if cfg.method != "stale":
@@ -188,6 +189,27 @@ def build_trainer(cfg: StaleConfig, data: TrainingData, device: torch.device, ou
     dist = dist if dist is not None else DistInfo()
     return Trainer(model, loss_fn, cfg.train, data.classes, out_dir, extra,
                    device, dist, _selection(cfg, data, device), num_workers(cfg, device.type))
+
+
+def fit_bridge(cfg: StaleConfig, model, data: TrainingData) -> None:
+    """Fit ``model.bridge`` (:mod:`stale.model.bridge`), when the config has one, before training:
+    the linear probe's ridge map from the training videos' seen-class foreground snippets to
+    their class's template-ensemble text embedding, the ridge strength chosen on the held-out
+    training videos (never on test data). A resumed run loads the fitted map from ``last.pt``."""
+    bridge = getattr(model, "bridge", None)
+    if bridge is None:
+        return
+    from stale.baselines.linear_probe import LinearProbeConfig, fit_linear_probe
+
+    tower = getattr(getattr(model, "text_encoder", None), "tower", None) or text_tower(cfg)
+    probe_cfg = LinearProbeConfig(l2_grid=list(cfg.model.bridge.l2_grid),
+                                  templates=list(cfg.model.bridge.templates))
+    train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
+    val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
+    probe = fit_linear_probe(train_ds, val_ds, data.classes, tower, probe_cfg, cfg.train.seed)
+    bridge.set_map(probe.mu, probe.weight, float(probe.l2))
+    log.info("feature bridge: ridge map %d -> %d fitted (l2 %g)", probe.weight.shape[0],
+             probe.weight.shape[1], float(probe.l2))
 
 
 def _checkpoint_extra(cfg: StaleConfig, data: TrainingData) -> dict:
