@@ -89,6 +89,34 @@ def test_summary_is_the_mean_and_sample_std_of_the_cells(finished):
     assert "Splits: **dev** (0-2)" in md          # the finished fixture runs splits 0-1
 
 
+def test_curves_png_draws_the_trained_cells_training_curves(finished, monkeypatch):
+    """curves.png: per (dataset, setting) and trained variant, the mean ± std over its cells of
+    each epoch's metrics (the control trains nothing and has no curve)."""
+    import numpy as np
+
+    from stale.experiments import summary as summary_mod
+    from stale.viz import plots
+
+    _, out, _ = finished
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "curves.png" in (out / "results.md").read_text()
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_curve_bands", lambda panels, keys, path, title="": drawn.update(panels) or path)
+    summary_mod.summarize(out)
+    assert list(drawn) == ["aligned, 75/25"] and list(drawn["aligned, 75/25"]) == ["STALE"]
+    runs = drawn["aligned, 75/25"]["STALE"]
+    hists = [[json.loads(line) for line in (f / "metrics.jsonl").read_text().splitlines()]
+             for f in sorted((out / "cells" / "STALE").rglob("split_*"))]
+    assert len(runs) == len(hists) == 2
+    epochs, mean, std, n = plots.curve_band(runs, "val_total")
+    vals = np.array([[r["val_total"] for r in h] for h in hists])            # (runs, epochs)
+    assert epochs == [1, 2] and n == [2, 2]
+    np.testing.assert_allclose(mean, vals.mean(0))
+    np.testing.assert_allclose(std, vals.std(0, ddof=1))
+    assert plots.curve_band([[{"epoch": 1, "x": 2.0}], [{"epoch": 1, "x": 4.0}, {"epoch": 2, "x": 1.0}]], "x") == \
+        ([1, 2], [3.0, 1.0], [2 ** 0.5, 0.0], [2, 1])
+
+
 def test_the_paired_column_is_each_cells_difference_from_the_reference(finished):
     _, out, _ = finished
     res = json.loads((out / "results.json").read_text())

@@ -1,6 +1,6 @@
 """The results of an experiment folder: ``results.json`` (every cell, mean +- std per variant,
 the paired differences from the reference), ``results.md`` (tables shaped like the paper's) and
-``results.png`` (per-split average mAP)."""
+``results.png`` (per-split average mAP) and ``curves.png`` (training curves, mean ± std per row)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 from stale.core.errors import StaleError
 from stale.core.io import atomic_write_json, atomic_write_text, read_json
-from stale.experiments.cells import cells_of
+from stale.experiments.cells import Cell, cells_of
 from stale.experiments.spec import SPEC_FORMAT, Spec, load_spec, split_role
 
 #: the line results.md carries about the splits its numbers come from
@@ -92,11 +92,43 @@ def summarize(root: str | os.PathLike) -> dict:
     out = {"format": SPEC_FORMAT, "spec": meta["spec"], "cells": records, "summary": summary,
            "failed": failed, "cells_expected": expected, "cells_done": sum(r.get("status") == "done" for r in records),
            "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out["curves"] = bool(summary) and plot_curves(spec, root, records, root / "curves.png") is not None
     atomic_write_json(root / "results.json", out)
     atomic_write_text(root / "results.md", format_results(spec, out))
     if summary:
         plot_results(spec, out, root / "results.png")
     return out
+
+
+#: the per-epoch records drawn in ``curves.png``: the training loss, the loss on held-out
+#: training videos (seen classes), and the classification part of the latter
+CURVE_KEYS = ("train_total", "val_total", "val_cls")
+
+
+def plot_curves(spec: Spec, root: Path, records: list[dict], path: Path) -> Path | None:
+    """``curves.png``: the training curves (``metrics.jsonl``) of every finished cell that trained,
+    per (dataset, setting) and variant, mean ± std over its splits and seeds; None (and no file)
+    when no cell trained."""
+    from stale.viz.plots import plot_curve_bands, read_metrics
+
+    panels: dict[str, dict[str, list]] = {}
+    for r in records:
+        if r.get("status") != "done":
+            continue
+        c = r["cell"]
+        metrics = Cell(**{k: c[k] for k in Cell.__dataclass_fields__}).folder(root) / "metrics.jsonl"
+        if not metrics.is_file():
+            continue   # a control (predicts with another cell's run) or an older record
+        hist = read_metrics(metrics)
+        if not any("train_total" in h for h in hist):
+            continue   # fitted in closed form or not trained: no curve
+        panels.setdefault(f"{c['dataset']}, {c['setting']}", {}).setdefault(c["variant"], []).append(hist)
+    if not panels:
+        return None
+    order = [v.name for v in spec.variants]
+    panels = {p: dict(sorted(g.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+              for p, g in panels.items()}
+    return plot_curve_bands(panels, CURVE_KEYS, path, f"{spec.name}: training curves (mean ± std over cells)")
 
 
 def _add_paired(summary: dict, reference: str) -> None:
@@ -147,6 +179,8 @@ def format_results(spec: Spec, results: dict) -> str:
     lines.append(f"Cells done: {results['cells_done']} of {results['cells_expected']}; values are mAP (%) "
                  f"as mean ± sample std over splits {spec.splits} and seeds {spec.seeds} (n: cells per row).")
     lines.append(ROLE_NOTE[split_role(spec.splits)])
+    if results.get("curves"):
+        lines.append("Training curves of the trained rows (mean ± std over their cells): curves.png.")
     if spec.reference is not None:
         lines.append(f"The paired column is each variant's average mAP minus {spec.reference}'s in the same "
                      "(split, seed) cells: mean ± sample std of those differences, and in how many cells "

@@ -256,3 +256,50 @@ def plot_metric_curves(groups: Mapping[str, Sequence[Sequence[dict]]], keys: Seq
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(plt, fig, out)
+
+
+def curve_band(runs: Sequence[Sequence[dict]], key: str) -> tuple[list[int], list[float], list[float], list[int]]:
+    """Per-epoch mean and sample std of ``key`` over ``runs`` (each a run's metrics records):
+    ``(epochs, mean, std, n)``, every epoch at least one run recorded; std 0 where n is 1."""
+    by_epoch: dict[int, list[float]] = {}
+    for hist in runs:
+        for r in hist:
+            if key in r and "epoch" in r and r[key] is not None:
+                by_epoch.setdefault(int(r["epoch"]), []).append(float(r[key]))
+    epochs = sorted(by_epoch)
+    mean, std, n = [], [], []
+    for e in epochs:
+        v = by_epoch[e]
+        m = sum(v) / len(v)
+        mean.append(m)
+        std.append((sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0)
+        n.append(len(v))
+    return epochs, mean, std, n
+
+
+def plot_curve_bands(panels: Mapping[str, Mapping[str, Sequence[Sequence[dict]]]], keys: Sequence[str],
+                     out: str | Path, title: str = "") -> Path:
+    """Training curves of many runs at a glance -> PNG: one row per panel (e.g. a dataset), one
+    column per metric key; in each, one colour per label (e.g. a method) drawn as its mean over
+    the label's runs with a ±1 std band (:func:`curve_band`)."""
+    plt = pyplot()
+    labels = list(dict.fromkeys(label for groups in panels.values() for label in groups))
+    fig, axes = plt.subplots(len(panels), len(keys), figsize=(4.0 * len(keys), 2.9 * len(panels)), dpi=100,
+                             squeeze=False)
+    for row, (panel, groups) in zip(axes, panels.items()):
+        for ax, key in zip(row, keys):
+            for label, runs in groups.items():
+                epochs, mean, std, n = curve_band(runs, key)
+                if not epochs:
+                    continue
+                color = f"C{labels.index(label) % 10}"
+                ax.plot(epochs, mean, color=color, lw=1.2, label=f"{label} (n={max(n)})")
+                ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                                color=color, alpha=0.15, lw=0)
+            ax.set_title(f"{panel}: {key}", fontsize=8)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(plt, fig, out)
