@@ -320,3 +320,19 @@ def test_learned_projections_satisfy_consistency_on_their_own_fixed_cannot():
         fc, fm = proj(x)
         final = consistency_loss(cls, m, fc, fm, topk=4).item()
         assert (final < 1e-3) == expect_low, (kind, final)
+
+
+def test_the_held_out_loss_counts_the_action_snippets_a_closed_gate_drops():
+    """Training mode sums L_c over kept snippets; eval mode (held-out videos, model selection)
+    over all, so a gate that drops everything cannot score L_c = 0 on held-out videos."""
+    out, tg = _out_targets(fg_rows=[1, 2], requires_grad=False)
+    closed = ModelOutput(**{**out.__dict__, "fg_hard": torch.zeros_like(out.fg_hard),
+                            "fg_weight": torch.zeros_like(out.fg_weight)})
+    loss = STALELoss(LossConfig())
+    assert loss(closed, tg).cls.item() == 0.0                       # training: nothing kept, nothing counted
+    loss.eval()
+    want = classification_loss(closed.class_logits, tg.snippet_labels)
+    torch.testing.assert_close(loss(closed, tg).cls, want)
+    assert want.item() > 0.1
+    loss.train()
+    assert loss(closed, tg).cls.item() == 0.0

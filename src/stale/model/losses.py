@@ -56,7 +56,9 @@ class LossConfig:
         background logits they get: a masked-out *action* snippet costs about the classifier
         scale s, ~14, and its only gradient lowers s) or ``kept`` (only those the binarised mask
         keeps -- a masked-out action snippet is the mask's error, which L_comp trains; the sum is
-        still divided by all T snippets). See docs/model.md, "The mask-gate collapse".
+        still divided by all T snippets). ``kept`` applies in training mode only: the held-out
+        loss (the loss module in eval mode) counts every snippet, so the epoch chosen by it never
+        rewards a gate that drops the actions. See docs/model.md, "The mask-gate collapse".
     w_align: weight of an optional feature-to-text alignment term (not in the paper):
         ``mean(1 - cos(F_hat_lan[y], F_vis[t]))`` over the kept foreground snippets ``t`` of class
         ``y`` -- the cosine the classifier already computes (``class_logits / s``). L_c only asks
@@ -224,7 +226,10 @@ class STALELoss(nn.Module):
                 raise StaleError(f"targets.{key} has shape {tuple(value.shape)}, "
                                  f"expected {shape} to match the model output")
         fg = targets.fg_mask
-        kept = out.fg_hard if cfg.cls_snippets == "kept" else None
+        # in eval mode (held-out videos, model selection) a masked-out action snippet counts as
+        # the error it is when detecting: otherwise a gate that drops every snippet scores L_c = 0
+        # and the selection picks a model that detects nothing
+        kept = out.fg_hard if cfg.cls_snippets == "kept" and self.training else None
         cls = classification_loss(out.class_logits, targets.snippet_labels, self.class_weights, kept)
         mask = mask_loss(out.mask_logits, targets.instance_masks, fg, cfg.lambda_dice)
         comp = (completeness_loss(out.fg_logits, fg) if out.fg_learned

@@ -302,6 +302,7 @@ class Trainer:
 
     def train_epoch(self, data: VideoFeatureDataset, epoch: int) -> dict[str, float]:
         self.model.train()
+        self._loss_mode(True)
         if hasattr(self.module, "set_epoch"):
             self.module.set_epoch(epoch)
         order = shard_order(epoch_order(len(data), self.cfg.seed, epoch), self.dist.rank,
@@ -327,8 +328,14 @@ class Trainer:
         return {k: float(all_reduce_mean(torch.tensor(v), self.dist)) for k, v in means.items()}
 
     @torch.no_grad()
+    def _loss_mode(self, training: bool) -> None:
+        # a loss may judge held-out videos differently (STALELoss: a masked action snippet counts)
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.train(training)
+
     def evaluate_loss(self, data: VideoFeatureDataset) -> dict[str, float]:
         self.model.eval()
+        self._loss_mode(False)
         # no graph is kept, but micro-batches still bound the activations' size; same means
         bs = min(self.cfg.micro_batch or self.cfg.batch_size, self.cfg.batch_size)
         sums: dict[str, float] = {}
