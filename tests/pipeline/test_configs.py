@@ -123,3 +123,21 @@ def test_errors_blame_the_file_or_the_set_argument(tmp_path):
     (tmp_path / "y.yaml").write_text("train: [1\n")
     with pytest.raises(StaleError, match=r"y\.yaml: not valid YAML \(line"):
         load_run_config(tmp_path / "y.yaml")
+
+
+def test_the_recipes_by_feature_kind_and_the_configs_built_on_them():
+    """clip_features = the paper + the alignment term; nonaligned_features = the paper + the ridge
+    bridge into the text space + the CLIP recipe's identity start and alignment term; the demo and
+    the CLIP dataset configs build on the first, the I3D configs follow the second."""
+    paper = load_run_config("paper").model
+    clip = load_run_config("clip_features").model
+    na = load_run_config("nonaligned_features").model
+    assert (paper.loss.w_align, paper.bridge.kind, paper.temporal.identity_init) == (0.0, "none", False)
+    assert (clip.loss.w_align, clip.bridge.kind) == (1.0, "none")
+    assert (na.loss.w_align, na.bridge.kind, na.temporal.identity_init, na.prior.weight) == (1.0, "ridge", True, 0.0)
+    for name in ("demo", "thumos14_clip_75_25", "activitynet_clip_50_50"):
+        m = load_run_config(name).model
+        assert (m.loss.w_align, m.bridge.kind) == (1.0, "none"), name
+    for name in ("thumos14_i3d_75_25", "thumos14_i3d_closed", "activitynet_i3d_50_50"):
+        m = load_run_config(name).model
+        assert (m.input_dim, m.bridge.kind, m.temporal.identity_init, m.loss.w_align) == (2048, "ridge", True, 1.0), name

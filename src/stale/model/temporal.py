@@ -97,8 +97,9 @@ class TemporalEncoder(nn.Module):
         self.input_proj = nn.Linear(input_dim, width)
         if cfg.identity_init:
             if input_dim != width:
-                raise StaleError(f"temporal.identity_init needs model.input_dim == model.width "
-                                 f"(got {input_dim} and {width})")
+                raise StaleError(f"temporal.identity_init needs the encoder's input size to equal model.width "
+                                 f"(got {input_dim} and {width}: model.input_dim, or the text tower's "
+                                 "embedding size behind model.bridge)")
             nn.init.eye_(self.input_proj.weight)
             nn.init.zeros_(self.input_proj.bias)
         if cfg.kind == "transformer":
