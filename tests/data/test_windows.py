@@ -129,3 +129,48 @@ def test_windowed_videos_stream_the_windows_of_a_stored_video(tmp_path):
     for it in items:
         s = int(plan.starts[it.k])
         np.testing.assert_allclose(it.features, full[s:s + 100], atol=2e-4)
+
+
+def _rss_file_kib() -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def test_windows_read_from_a_memory_map_give_their_pages_back(tmp_path):
+    """Reading a long memory-mapped video window by window keeps resident memory flat: the pages
+    of rows no later window needs are released (``release_rows``), and the values read are
+    those of the file whatever was released."""
+    from stale.data.windows import release_rows
+
+    if _rss_file_kib() is None:
+        pytest.skip("no /proc/self/status RssFile on this system")
+    n, c = 40_000, 256                                  # 39 MiB of float32
+    path = tmp_path / "long.npy"
+    data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, c))
+    data[:] = np.arange(n, dtype=np.float32)[:, None]
+    del data
+    arr = np.load(path, mmap_mode="r")
+    assert release_rows(np.asarray(arr), n) == 0        # nothing to release in an array's copy of it
+    before = _rss_file_kib()
+    assert float(arr.sum(dtype=np.float64)) == float(c) * n * (n - 1) / 2   # every page touched
+    touched = _rss_file_kib() - before
+    assert touched > 30_000                              # KiB: the file's pages are resident now
+    released = release_rows(arr, n)
+    assert released > 38 * 2 ** 20
+    assert _rss_file_kib() - before < touched - 30_000
+    np.testing.assert_array_equal(arr[n - 3:, 0], [n - 3, n - 2, n - 1])   # re-read from the page cache
+    # through the windowed reader: same windows as without release, resident memory stays low
+    settings = WindowSettings(window=128, overlap=0.5, time_step=None, min_inside=0.5, edge_weight=0.5)
+    videos = WindowedVideos(["v"], [n / 7.5], [n], lambda _: arr, settings)
+    start_rss = _rss_file_kib()
+    peak, got = 0, []
+    for item in videos.iter_windows():
+        peak = max(peak, _rss_file_kib() - start_rss)
+        got.append(item.features[0, 0])
+    assert peak < 4_000                                  # KiB: a few windows' pages, not the 39 MiB file
+    np.testing.assert_array_equal(got, videos.plans[0].starts.astype(np.float32))

@@ -22,7 +22,8 @@ import numpy as np
 from stale.data.annotations import Segment, Video
 from stale.data.dataset import VideoFeatureDataset
 from stale.data.features import FeatureReader
-from stale.data.windows import CutCounts, WindowPlan, cut_segments, plan_windows, window_features, window_stride
+from stale.data.windows import (CutCounts, WindowPlan, cut_segments, plan_windows, release_rows, window_features,
+                                window_stride)
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,14 @@ class WindowedVideos:
         """Windows of every video in order, each read when it is reached."""
         for i, (vid, plan) in enumerate(zip(self.video_ids, self.plans)):
             rows = self.rows(vid)
-            for k, start in enumerate(plan.starts.tolist()):
+            n = int(rows.shape[0])
+            starts = plan.starts.tolist()
+            for k, start in enumerate(starts):
                 feats = window_features(rows, plan.length, start, plan.window)
                 if self.check is not None:
                     feats = self.check(vid, feats, start)
-                yield WindowItem(i, k, feats, k == len(plan.starts) - 1)
+                yield WindowItem(i, k, feats, k == len(starts) - 1)
+                # rows no later window reads (interpolation reaches one row below a window's
+                # first source position): memory stays flat in the video's length
+                upto = n if k == len(starts) - 1 else int(starts[k + 1] * n // plan.length) - 1
+                release_rows(rows, upto)

@@ -77,6 +77,30 @@ def grown_top_n(top_n: int, length: int, window: int) -> int:
     return int(top_n) * max(1, math.ceil(int(length) / int(window)))
 
 
+def release_rows(features, upto: int) -> int:
+    """Let the OS take back the pages of rows ``[0, upto)`` of a memory-mapped ``features`` (N, C)
+    array once no later window needs them; returns the bytes released (0 when there is nothing
+    to do: an array in memory, a non-contiguous view, no ``madvise``).
+
+    Pages of a file mapping that have been read count in the process's resident memory until
+    they are unmapped, so a long video read window by window would otherwise grow it by the
+    whole file. ``MADV_DONTNEED`` on a read-only file mapping only drops the process's page
+    table entries: the data stay in the page cache and a later read sees the same values."""
+    import mmap
+
+    mm = getattr(features, "_mmap", None)              # np.memmap's mapping (np.load(mmap_mode=...))
+    if (mm is None or upto <= 0 or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED")
+            or not features.flags.c_contiguous):
+        return 0
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    end = features.ctypes.data - base + min(int(upto), int(features.shape[0])) * int(features.strides[0])
+    length = end - end % mmap.PAGESIZE
+    if length <= 0:
+        return 0
+    mm.madvise(mmap.MADV_DONTNEED, 0, length)
+    return int(length)
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """The windows of one video: ``length`` M snippets of ``step`` seconds, ``window`` T, the
