@@ -359,6 +359,7 @@ def test_cpu_amp_autocasts_the_forward_and_keeps_float32_state(tiny_dataset, tin
         tr = _trainer(cfg, net, classes, tmp_path, None)
         tr.cfg = dataclasses.replace(tr.cfg, cpu_amp=amp)
         assert tr._autocast().fast_dtype == torch.bfloat16 and tr._autocast()._enabled == amp
+        assert tr.uses_autocast() == amp
         losses[amp] = tr.train_step(batch, "test")
         grads[amp] = _grads(net)
         assert all(p.dtype == torch.float32 for p in net.parameters())
@@ -391,3 +392,19 @@ def test_one_loader_per_dataset_serves_every_epoch_in_that_epochs_order(tiny_dat
         order = trainer_module.epoch_order(len(data), cfg.train.seed, epoch).tolist()
         steps = [seen.pop(0) for _ in range(-(-len(data) // bs))]
         assert sum(steps, []) == order
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_cpu_amp_auto_follows_the_cpus_bf16_capability(tiny_dataset, tiny_config, tmp_path, monkeypatch, native):
+    """``train.cpu_amp: auto`` (the default) autocasts the CPU forward exactly where the CPU has
+    native bf16 matrix units (``STALE_NATIVE_BF16`` stands in for the CPU check here); float32
+    otherwise -- the fallback of a machine without them."""
+    import dataclasses
+
+    cfg, model, classes, data = _micro_setup(tiny_dataset, tiny_config)
+    tr = _trainer(cfg, model, classes, tmp_path, None)
+    assert tr.cfg.cpu_amp == "auto"
+    monkeypatch.setenv("STALE_NATIVE_BF16", native)
+    assert tr.uses_autocast() == (native == "1") and tr._autocast()._enabled == (native == "1")
+    tr.cfg = dataclasses.replace(tr.cfg, amp=False)           # amp off wins everywhere
+    assert not tr.uses_autocast()

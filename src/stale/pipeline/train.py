@@ -126,10 +126,10 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             trainer = build_trainer(cfg, data, device, out_dir, dist)
             model, extra = trainer.module, trainer.checkpoint_extra
             log.info("protocol %s: %d training classes, %d test classes; %d training videos, %d held "
-                     "out%s; device %s, %d threads", data.protocol.name, len(data.classes),
+                     "out%s; device %s, %d threads, %s", data.protocol.name, len(data.classes),
                      len(data.protocol.test_classes), len(data.fit_videos), len(data.val_videos),
                      f", {len(data.selection_videos)} for pseudo-unseen selection" if data.selection_videos else "",
-                     device, threads)
+                     device, threads, "bf16 autocast (float32 weights)" if trainer.uses_autocast() else "float32")
             if resume:
                 # before the run files are rewritten: a refused resume must leave the run untouched
                 last = out_dir / "last.pt"

@@ -42,9 +42,12 @@ class TrainConfig:
     select_retrain: with ``pseudo_unseen``: after choosing the epoch, train again on all seen
         classes for that many epochs (the final model then knows every seen class).
     amp: bf16 autocast on CUDA (on the CPU only with ``cpu_amp``).
-    cpu_amp: bf16 autocast on the CPU too (off by default: float32 keeps CPU runs bit-exact
-        with earlier ones; on CPUs with native bf16 -- AVX512-BF16 / AMX -- it is several times
-        faster, docs/benchmarks.md). Master weights, optimiser and losses stay float32.
+    cpu_amp: bf16 autocast on the CPU: ``auto`` (default) where the CPU multiplies bf16
+        natively (AVX512-BF16 / AMX; :func:`stale.core.precision.native_bf16`, which
+        ``STALE_NATIVE_BF16=0/1`` overrides), ``true`` always, ``false`` never (float32, bit-exact
+        with runs before 2026-12-05). Master weights, optimiser, losses and post-processing stay
+        float32. Chosen on the honest benchmark's dev splits (docs/model.md, "Numerics"): mAP
+        within the split noise of float32 training, 1.67x faster steps at the paper's size.
     device: auto | cpu | cuda | cuda:N.
     threads: torch intra-op threads (None: torch's default, or OMP_NUM_THREADS).
     progress: progress bars (drawn only on a terminal in any case).
@@ -63,7 +66,7 @@ class TrainConfig:
     pseudo_unseen_fraction: float = 0.25
     select_retrain: bool = False
     amp: bool = True
-    cpu_amp: bool = False
+    cpu_amp: bool | Literal["auto"] = "auto"
     device: str = "auto"
     threads: int | None = None
     progress: bool = True

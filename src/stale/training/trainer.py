@@ -196,9 +196,21 @@ class Trainer:
         log.info("resumed from %s at epoch %d/%d", path, self.start_epoch + 1, self.cfg.epochs)
 
     # -- steps -----------------------------------------------------------------------------
+    def uses_autocast(self) -> bool:
+        """Whether the forward runs under bf16 autocast: ``train.amp`` on CUDA; on the CPU
+        ``train.cpu_amp`` (``auto``: where the CPU has native bf16 matrix units)."""
+        if not self.cfg.amp:
+            return False
+        if self.device.type == "cuda":
+            return True
+        if self.cfg.cpu_amp == "auto":
+            from stale.core.precision import native_bf16
+
+            return native_bf16("cpu")[0]
+        return bool(self.cfg.cpu_amp)
+
     def _autocast(self):
-        use_amp = self.cfg.amp and (self.device.type == "cuda" or self.cfg.cpu_amp)
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.uses_autocast())
 
     def _forward_loss(self, batch: Batch, text: torch.Tensor | None = None):
         targets = batch.targets
@@ -357,7 +369,7 @@ class Trainer:
     def fit(self, train: VideoFeatureDataset, val: VideoFeatureDataset | None) -> list[dict[str, Any]]:
         for epoch in range(self.start_epoch, self.cfg.epochs):
             t0 = time.perf_counter()
-            record: dict[str, Any] = {"epoch": epoch + 1}
+            record: dict[str, Any] = {"epoch": epoch + 1, "autocast_bf16": self.uses_autocast()}
             record.update({f"train_{k}": v for k, v in self.train_epoch(train, epoch).items()})
             self._check_weights(f"after epoch {epoch + 1}")
             if hasattr(self.module, "set_epoch"):
