@@ -22,8 +22,10 @@ PAGES = {
     "activitynet-clip-stale.md": layouts.activitynet_clip_stale,
     "activitynet-tsn-bsn.md": layouts.activitynet_tsn_bsn,
 }
-# CPU-sized model; the feature dims, annotations and protocol stay the page's
-TINY = ["text.arch=stale-test", "text.context_length=4", "model.width=32", "model.masking.num_queries=4",
+# CPU-sized model; the feature dims, annotations and protocol stay the page's. The width is the
+# stale-test tower's embedding size (24), as the real configs use CLIP's (512): the I3D configs'
+# feature bridge feeds the identity-initialised encoder text-space features of that size
+TINY = ["text.arch=stale-test", "text.context_length=4", "model.width=24", "model.masking.num_queries=4",
         "model.temporal.num_layers=1", "train.epochs=1", "train.batch_size=2", "train.micro_batch=null",
         "train.val_fraction=0", "data.missing_features=skip"]
 
