@@ -36,6 +36,34 @@ def test_window_training_counts_its_windows_and_cuts(window_run):
     assert rep["window"] == 32 and rep["min_inside"] == 0.5
 
 
+def test_window_training_with_windows_drawn_per_epoch(tiny_dataset, tiny_config, tmp_path):
+    import math
+
+    import torch
+
+    out = tmp_path / "drawn"
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["train", str(tiny_config), *data_args(tiny_dataset), "--set", "data.sampling=window",
+                   "--set", "data.train_windows=random", "--set", "data.train_windows_per_video=2",
+                   "--set", "train.epochs=2", "--set", "train.batch_size=4", "--threads", "1", "--out", str(out),
+                   "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    report = json.loads((out / "data_report.json").read_text())
+    fit = report["videos"]["train"]
+    drawn = report["windows"]["train_windows"]
+    assert drawn["mode"] == "random" and drawn["per_video"] == 2 and drawn["per_epoch"] == 2 * fit
+    first = drawn["first_epoch"]
+    assert first["inside"] > 0 and set(first) == {"inside", "cut_kept", "cut_dropped"}
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    # an epoch has 2 windows per training video, in batches of 4
+    for epoch in (1, 2):
+        assert sum(s["epoch"] == epoch for s in steps) == math.ceil(2 * fit / 4)
+    assert all(math.isfinite(s["total"]) for s in steps)
+
+
 def test_predict_in_window_mode_end_to_end(window_run, tiny_dataset, tmp_path):
     import stale
 
@@ -85,7 +113,9 @@ def test_predict_windows_for_a_resize_run(tiny_run, tiny_dataset, tmp_path):
 
 def test_window_settings_are_checked(tiny_dataset, tiny_config, tmp_path, capsys):
     for bad, field in (("data.sampling=tiles", "data.sampling"), ("data.window_overlap=1.5", "data.window_overlap"),
-                       ("data.time_step=-1", "data.time_step"), ("data.window_edge_weight=0", "data.window_edge_weight")):
+                       ("data.time_step=-1", "data.time_step"), ("data.window_edge_weight=0", "data.window_edge_weight"),
+                       ("data.train_windows=all", "data.train_windows"),
+                       ("data.train_windows_per_video=0", "data.train_windows_per_video")):
         rc = main(["train", str(tiny_config), *data_args(tiny_dataset), "--set", bad, "--out", str(tmp_path / "r")])
         assert rc == 2 and field in capsys.readouterr().err
 

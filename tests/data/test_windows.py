@@ -35,7 +35,11 @@ def test_a_video_shorter_than_a_window_gets_one_padded_window():
     assert window_starts(40, 128, 0.5).tolist() == [0]
     rows = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
     out = window_features(rows, 40, 0, 128)
-    assert out.shape == (128, 3) and np.array_equal(out[:40], rows) and not out[40:].any()
+    # padding repeats the last snippet (a zero row is degenerate for the cosine head)
+    assert out.shape == (128, 3) and np.array_equal(out[:40], rows) and (out[40:] == rows[-1]).all()
+    resampled = window_features(rows, 25, 0, 128)          # resampled, then padded the same way
+    np.testing.assert_allclose(resampled[:25], resample_features(rows, 25), atol=2e-4)
+    assert (resampled[25:] == resampled[24]).all()
 
 
 def test_training_offset_shifts_inner_windows_only():
@@ -51,7 +55,7 @@ def test_window_features_equal_a_slice_of_the_resampled_video(n, length, start):
     want = resample_features(feats, length)[start:start + 64]
     got = window_features(feats, length, start, 64)
     np.testing.assert_allclose(got[:len(want)], want, atol=2e-4)  # torch: float32 scale
-    assert not got[len(want):].any()
+    assert (got[len(want):] == got[len(want) - 1]).all()
 
 
 def test_plan_maps_window_snippets_to_video_seconds():

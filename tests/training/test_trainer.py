@@ -394,6 +394,37 @@ def test_one_loader_per_dataset_serves_every_epoch_in_that_epochs_order(tiny_dat
         assert sum(steps, []) == order
 
 
+def test_windows_drawn_per_epoch_reach_the_trainer_with_their_epoch(tiny_dataset, tiny_config, tmp_path):
+    """A dataset that draws its items per epoch (``data.train_windows: random``) gets the epoch
+    in each index: epoch ``e`` trains on indices ``e * len + slot`` in that epoch's seeded order
+    of slots, so its windows are that epoch's draws."""
+    import stale.training.trainer as trainer_module
+    from stale.pipeline.assemble import build_model, feature_store, load_run_annotations, make_dataset
+
+    cfg = _cfg(tiny_dataset, tiny_config, *MICRO_SET, "data.sampling=window", "data.train_windows=random",
+               "data.train_windows_per_video=2")
+    videos = list(load_run_annotations(cfg).subset("training"))[:5]
+    classes = load_run_annotations(cfg).classes()
+    data = make_dataset(videos, feature_store(cfg), cfg, classes, fit=True)
+    assert type(data).__name__ == "DrawnWindowDataset" and len(data) == 10
+    assert type(make_dataset(videos, feature_store(cfg), cfg, classes)).__name__ == "WindowDataset"
+    torch.manual_seed(0)
+    tr = _trainer(cfg, build_model(cfg), classes, tmp_path, None)
+    seen = []
+    real_step = tr.train_step
+    tr.train_step = lambda batch, where: seen.append((batch.index.tolist(), batch.video_ids)) or real_step(batch, where)
+    for epoch in range(2):
+        tr.train_epoch(data, epoch)
+    bs = cfg.train.batch_size
+    for epoch in range(2):
+        order = (trainer_module.epoch_order(10, cfg.train.seed, epoch) + 10 * epoch).tolist()
+        steps = [seen.pop(0) for _ in range(-(-10 // bs))]
+        assert sum((s[0] for s in steps), []) == order
+        ids = sum((s[1] for s in steps), [])
+        want = [f"{videos[v].id}@{start}" for v, _, start in (data.window_of(i) for i in order)]
+        assert ids == want
+
+
 @pytest.mark.parametrize("native", ["0", "1"])
 def test_cpu_amp_auto_follows_the_cpus_bf16_capability(tiny_dataset, tiny_config, tmp_path, monkeypatch, native):
     """``train.cpu_amp: auto`` (the default) autocasts the CPU forward exactly where the CPU has

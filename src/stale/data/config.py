@@ -38,6 +38,12 @@ class DataConfig:
         (a cut view of an action that may continue in the next window) has its score multiplied
         by this before the windows are merged, so the complete view from a window holding the
         whole action wins the merge's Soft-NMS; 1 treats both alike.
+    train_windows: window mode, training items: ``tile`` (every window of a per-video shifted
+        tiling, each epoch: an epoch grows with the videos' length) or ``random`` (each epoch
+        draws ``train_windows_per_video`` windows per video at uniformly random starts, re-drawn
+        every epoch from ``(train.seed, epoch, video)``: an epoch costs what a resize epoch does
+        with 1). The held-out windows that select ``best.pt`` are always tiled.
+    train_windows_per_video: windows drawn per video and epoch with ``train_windows: random``.
     missing_features: videos without a feature file: ``error`` or ``skip`` (counted in
         ``data_report.json``).
     blocked: ``api``, ``missing_features`` or files of video ids to remove.
@@ -56,6 +62,8 @@ class DataConfig:
     window_overlap: float = 0.5
     window_min_inside: float = 0.5
     window_edge_weight: float = 0.5
+    train_windows: Literal["tile", "random"] = "tile"
+    train_windows_per_video: int = 1
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"
     missing_features: Literal["error", "skip"] = "error"
@@ -83,6 +91,11 @@ class DataConfig:
             raise StaleError(f"data.window_min_inside must be in [0, 1], got {self.window_min_inside}")
         if not 0.0 < self.window_edge_weight <= 1.0:
             raise StaleError(f"data.window_edge_weight must be in (0, 1], got {self.window_edge_weight}")
+        if self.train_windows not in ("tile", "random"):
+            raise StaleError(f"data.train_windows must be 'tile' or 'random', got {self.train_windows!r}")
+        if not (isinstance(self.train_windows_per_video, int) and 1 <= self.train_windows_per_video <= 1000):
+            raise StaleError(f"data.train_windows_per_video must be an integer in [1, 1000], "
+                             f"got {self.train_windows_per_video!r}")
         if self.cache_mb < 0:
             raise StaleError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
         if self.num_workers is not None and not 0 <= self.num_workers <= 64:

@@ -6,6 +6,10 @@
   keeps, shifted to window time), so the label code of resize mode serves unchanged. Window
   starts are the inference tiling shifted by a per-video offset drawn from ``(seed, video id)``:
   deterministic per seed, different between seeds, never random per item.
+* :class:`DrawnWindowDataset` -- training with ``data.train_windows: random``: ``k`` windows per
+  video and epoch at uniformly random starts drawn from ``(seed, epoch, video id, slot)``. The
+  epoch travels in the item index (``epoch * len + slot``, :meth:`DrawnWindowDataset.epoch_items`),
+  so loader workers need no shared state and a resumed run reads exactly the same windows.
 * :class:`WindowedVideos` -- detection: whole videos whose windows are produced lazily, one at a
   time, from any row source (a feature reader, or arrays in memory), for
   :func:`stale.pipeline.windowed.detect_windowed`.
@@ -18,9 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from stale.data.annotations import Segment, Video
-from stale.data.dataset import VideoFeatureDataset
+from stale.data.dataset import Batch, VideoFeatureDataset
 from stale.data.features import FeatureReader
 from stale.data.windows import (CutCounts, WindowPlan, cut_segments, plan_windows, release_rows, window_features,
                                 window_stride)
@@ -84,16 +89,31 @@ def training_windows(videos: Sequence[Video], store: FeatureReader, settings: Wi
     for i, v in enumerate(videos):
         plan = plan_windows(v.duration, native_length(store, v.id), settings.window, settings.overlap,
                             settings.time_step, training_offset(seed, v.id, stride))
-        starts = np.array([s.start for s in v.segments], dtype=np.float64)
-        ends = np.array([s.end for s in v.segments], dtype=np.float64)
         for k, w0 in enumerate(plan.offsets()):
-            cut = cut_segments(starts, ends, w0, w0 + plan.window_seconds, settings.min_inside)
-            total = total + cut.counts
-            segs = [Segment(float(s), float(e), v.segments[j].label)
-                    for s, e, j in zip(cut.start, cut.end, cut.index.tolist())]
-            wv = replace(v, id=f"{v.id}#w{k}", duration=plan.window_seconds, segments=segs)
+            wv, counts = window_video(v, w0, plan.window_seconds, settings.min_inside, f"{v.id}#w{k}")
+            total = total + counts
             out.append(TrainingWindow(i, k, plan, wv))
     return out, total
+
+
+def window_video(video: Video, start: float, seconds: float, min_inside: float, name: str
+                 ) -> tuple[Video, CutCounts]:
+    """The window ``[start, start + seconds)`` (video seconds) of ``video`` as a video named
+    ``name``: the instances the edge-cut policy keeps, in window time, and the policy's counts."""
+    starts = np.array([s.start for s in video.segments], dtype=np.float64)
+    ends = np.array([s.end for s in video.segments], dtype=np.float64)
+    cut = cut_segments(starts, ends, start, start + seconds, min_inside)
+    segs = [Segment(float(s), float(e), video.segments[j].label)
+            for s, e, j in zip(cut.start, cut.end, cut.index.tolist())]
+    return replace(video, id=name, duration=seconds, segments=segs), cut.counts
+
+
+def drawn_start(seed: int, epoch: int, video_id: str, slot: int, last: int) -> int:
+    """A window start drawn uniformly from ``[0, last]`` snippets for ``(seed, epoch, video,
+    slot)``: the same four always give the same start."""
+    rng = np.random.default_rng(np.random.SeedSequence(
+        [int(seed), int(epoch), zlib.crc32(video_id.encode("utf-8")), int(slot)]))
+    return int(rng.integers(0, max(int(last), 0) + 1))
 
 
 class WindowDataset(VideoFeatureDataset):
@@ -115,12 +135,93 @@ class WindowDataset(VideoFeatureDataset):
         w = self.windows[i]
         arr = read_window(self.store, self.source_videos[w.video].id, w.plan, w.k)
         if self._cached_bytes + arr.nbytes <= self.cache_bytes:
-            import torch
-
             if torch.utils.data.get_worker_info() is None:
                 self._cache[i] = arr
                 self._cached_bytes += arr.nbytes
         return arr
+
+
+class DrawnWindowDataset(VideoFeatureDataset):
+    """Training windows drawn per epoch (``data.train_windows: random``): ``per_video`` windows
+    of each video per epoch, each at a start drawn uniformly from ``[0, M - T]``
+    (:func:`drawn_start`; a video shorter than a window always gives its one padded window).
+
+    It has ``len(videos) * per_video`` slots; index ``epoch * len(self) + slot`` is slot ``slot``
+    in epoch ``epoch`` (:meth:`epoch_items` turns an epoch's order of slots into indices), and a
+    plain index below ``len(self)`` is epoch 0 -- what a one-pass reader (the linear probe) sees.
+    Items carry their window video, so a batch's durations and ids are the windows'. The cache
+    keeps whole videos at the window time step (sliced per window) up to ``cache_bytes``."""
+
+    def __init__(self, videos: Sequence[Video], store: FeatureReader, settings: WindowSettings, seed: int,
+                 per_video: int = 1, target_fn: Callable[[Video], Any] | None = None,
+                 collate_targets: Callable[[list], Any] | None = None, cache_bytes: int = 0):
+        self.source_videos = list(videos)
+        self.settings = settings
+        self.seed = int(seed)
+        self.per_video = int(per_video)
+        self.plans = [plan_windows(v.duration, native_length(store, v.id), settings.window, settings.overlap,
+                                   settings.time_step) for v in self.source_videos]
+        super().__init__(self.source_videos, store, settings.window, target_fn, collate_targets, cache_bytes)
+
+    def __len__(self) -> int:
+        return len(self.source_videos) * self.per_video
+
+    def epoch_items(self, order, epoch: int):
+        """Indices of epoch ``epoch``'s items from its order of slots (a tensor or sequence)."""
+        return torch.as_tensor(order, dtype=torch.long) + int(epoch) * len(self)
+
+    def window_of(self, index: int) -> tuple[int, int, int]:
+        """``(video, epoch, start snippet)`` of item ``index``."""
+        epoch, slot = divmod(int(index), len(self))
+        video, j = divmod(slot, self.per_video)
+        plan = self.plans[video]
+        start = drawn_start(self.seed, epoch, self.source_videos[video].id, j, plan.length - plan.window)
+        return video, epoch, start
+
+    def _video_rows(self, video: int) -> np.ndarray:
+        """(M, C) features of a whole video at the window time step (cached when they fit)."""
+        hit = self._cache.get(video)
+        if hit is not None:
+            return hit
+        v, plan = self.source_videos[video], self.plans[video]
+        arr = self.store.checked_rows(v.id, window_features(self.store.rows(v.id), plan.length, 0, plan.length), 0)
+        if torch.utils.data.get_worker_info() is None and self._cached_bytes + arr.nbytes <= self.cache_bytes:
+            self._cache[video] = arr
+            self._cached_bytes += arr.nbytes
+        return arr
+
+    def features(self, i: int) -> np.ndarray:
+        video, _, start = self.window_of(i)
+        plan = self.plans[video]
+        return window_features(self._video_rows(video), plan.length, start, plan.window)
+
+    def window(self, i: int) -> tuple[Video, CutCounts]:
+        """The window video of item ``i`` (instances by the edge-cut policy, in window time)
+        and the policy's counts."""
+        video, _, start = self.window_of(i)
+        v, plan = self.source_videos[video], self.plans[video]
+        return window_video(v, start * plan.step, plan.window_seconds, self.settings.min_inside, f"{v.id}@{start}")
+
+    def epoch_counts(self, epoch: int) -> CutCounts:
+        """The edge-cut counts of epoch ``epoch``'s draws."""
+        total = CutCounts()
+        for slot in range(len(self)):
+            total = total + self.window(epoch * len(self) + slot)[1]
+        return total
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, Any, Video]:
+        wv = self.window(i)[0]
+        target = self.target_fn(wv) if self.target_fn is not None else None
+        return i, self.features(i), target, wv
+
+    def collate(self, items: list) -> Batch:
+        feats = torch.from_numpy(np.stack([it[1] for it in items]))
+        targets = None
+        if self.target_fn is not None and self.collate_targets is not None:
+            targets = self.collate_targets([it[2] for it in items])
+        return Batch(torch.tensor([it[0] for it in items], dtype=torch.long), feats,
+                     torch.tensor([it[3].duration for it in items], dtype=torch.float64),
+                     [it[3].id for it in items], targets)
 
 
 @dataclass

@@ -13,8 +13,8 @@ snippet count instead of a fixed one):
 * A window is ``T`` consecutive snippets ``[start, start + T)``. Starts are ``0, stride,
   2 stride, ...`` with ``stride = max(1, round(T * (1 - overlap)))``, and the last window is
   aligned to the video's end (``M - T``), so every snippet is covered and no window runs past the
-  end. A video shorter than one window (``M < T``) gets one window at 0, zero-padded beyond
-  ``M`` (detections there are clipped to the video's end).
+  end. A video shorter than one window (``M < T``) gets one window at 0, padded beyond ``M``
+  with its last snippet repeated (detections there are clipped to the video's end).
 * Window-local snippet ``j`` of the window at ``start`` is video snippet ``start + j``:
   ``(start + j) * duration / M`` seconds (:meth:`WindowPlan.seconds`).
 * Edge-cut policy (training): an annotated instance that a window edge cuts is kept, clipped
@@ -146,15 +146,17 @@ def window_features(features, length: int, start: int, window: int) -> np.ndarra
 
     Equal to ``resample_features(features, length)[start:start + window]`` (linear, samples at
     interval centres, ``align_corners=False``) but reads only the native rows the window needs;
-    snippets at or beyond ``length`` are zeros (padding of a video shorter than a window)."""
+    snippets at or beyond ``length`` (padding of a video shorter than a window) repeat the
+    video's last snippet."""
     n, c = int(features.shape[0]), int(features.shape[1])
     out = np.zeros((window, c), dtype=np.float32)
     stop = min(start + window, length)
     if stop <= start:
+        out[:] = window_features(features, length, length - 1, 1)[0]
         return out
     if n == length:                       # the features' own rate: a plain slice
         out[: stop - start] = np.asarray(features[start:stop], dtype=np.float32)
-        return out
+        return _pad_last(out, stop - start)
     t = np.arange(start, stop, dtype=np.float64)
     src = np.clip((t + 0.5) * (n / length) - 0.5, 0.0, n - 1)
     lo = np.floor(src).astype(np.int64)
@@ -163,6 +165,20 @@ def window_features(features, length: int, start: int, window: int) -> np.ndarra
     first, last = int(lo[0]), int(hi[-1]) + 1
     rows = np.asarray(features[first:last], dtype=np.float64)
     out[: stop - start] = ((1.0 - w) * rows[lo - first] + w * rows[hi - first]).astype(np.float32)
+    return _pad_last(out, stop - start)
+
+
+def _pad_last(out: np.ndarray, filled: int) -> np.ndarray:
+    """Rows ``[filled, T)`` of ``out`` set to row ``filled - 1``.
+
+    Not zeros: a zero snippet is degenerate for a layer-normalised, cosine-scored model -- from
+    an identity-started encoder it reaches the cosine head as a zero vector, whose normalisation
+    has a gradient of 1 / eps, and training diverged at its first step (inf gradient norm) on a
+    window of a video shorter than one window. A held last frame keeps every row a real feature;
+    its snippets are background (no instance reaches past the end) and detections past the end
+    are dropped."""
+    if filled < len(out):
+        out[filled:] = out[filled - 1]
     return out
 
 

@@ -28,7 +28,8 @@ from stale.core.logs import get_logger
 from stale.data.annotations import AnnotationPolicy, AnnotationSet, Video, load_annotations
 from stale.data.dataset import VideoFeatureDataset
 from stale.data.features import FeatureReader, FeatureScan, open_features
-from stale.data.window_dataset import WindowDataset, WindowedVideos, WindowSettings, training_windows
+from stale.data.window_dataset import (DrawnWindowDataset, WindowDataset, WindowedVideos, WindowSettings,
+                                      training_windows)
 from stale.data.splits import load_split, random_split, read_split_files, validate_split
 from stale.model.labels import LabelStats, targets_for_video
 from stale.model.outputs import Targets
@@ -243,12 +244,15 @@ def label_stats(videos: Sequence[Video], classes: Sequence[str], cfg: StaleConfi
 
 
 def make_dataset(videos: Sequence[Video], store: FeatureReader, cfg: StaleConfig,
-                 classes: Sequence[str] | None = None, cache: bool = True, for_detection: bool = False):
+                 classes: Sequence[str] | None = None, cache: bool = True, for_detection: bool = False,
+                 fit: bool = False):
     """Streamed features of ``videos`` (with training targets for ``classes`` when given).
 
     Resize mode: a :class:`VideoFeatureDataset` (one item per video). Window mode
     (``data.sampling: window``): a :class:`WindowDataset` of training windows, or -- with
-    ``for_detection`` -- the :class:`WindowedVideos` that ``detect_dataset`` slides windows over."""
+    ``for_detection`` -- the :class:`WindowedVideos` that ``detect_dataset`` slides windows over.
+    ``fit``: the set the trainer fits on, whose windows ``data.train_windows: random`` draws per
+    epoch (:class:`DrawnWindowDataset`); every other set (held-out, probe) stays tiled."""
     if cfg.data.sampling == "window" and for_detection:
         windowed = WindowedVideos.from_store(videos, store, WindowSettings.of(cfg.data))
         windowed.inference = cfg.inference
@@ -259,6 +263,9 @@ def make_dataset(videos: Sequence[Video], store: FeatureReader, cfg: StaleConfig
                             cfg=cfg.labels)
         collate = Targets.stack
     cache_bytes = cfg.data.cache_mb * 2**20 if cache else 0
+    if cfg.data.sampling == "window" and fit and cfg.data.train_windows == "random":
+        return DrawnWindowDataset(videos, store, WindowSettings.of(cfg.data), cfg.train.seed,
+                                  cfg.data.train_windows_per_video, target_fn, collate, cache_bytes)
     if cfg.data.sampling == "window":
         return WindowDataset(videos, store, WindowSettings.of(cfg.data), cfg.train.seed, target_fn, collate,
                              cache_bytes)
@@ -360,6 +367,16 @@ def assemble_training(cfg: StaleConfig, progress: bool = False) -> TrainingData:
                  "window, %d cut by an edge and kept (>= %.0f%% inside), %d cut and left out", len(windows),
                  cfg.data.num_snippets, len(fit) + len(val), cuts.inside, cuts.cut_kept,
                  100 * cfg.data.window_min_inside, cuts.cut_dropped)
+        if cfg.data.train_windows == "random":
+            # the trainer draws its windows per epoch (the tiling above still labels the held-out set)
+            drawn = DrawnWindowDataset(fit, store, WindowSettings.of(cfg.data), cfg.train.seed,
+                                       cfg.data.train_windows_per_video)
+            first = drawn.epoch_counts(0)
+            report.windows["train_windows"] = {"mode": "random", "per_video": cfg.data.train_windows_per_video,
+                                               "per_epoch": len(drawn), "first_epoch": first.to_dict()}
+            log.info("window mode: training draws %d windows per video and epoch (%d per epoch) at random "
+                     "starts; the first epoch's instances: %d inside, %d cut and kept, %d cut and left out",
+                     cfg.data.train_windows_per_video, len(drawn), first.inside, first.cut_kept, first.cut_dropped)
         stats = label_stats([w.window_video for w in windows], classes, cfg)
     else:
         stats = label_stats([*fit, *val], classes, cfg)

@@ -223,7 +223,8 @@ def added_keys() -> dict[tuple[str, ...], Any]:
     data = DataConfig.__dataclass_fields__
     keys: dict[tuple[str, ...], Any] = {
         ("data", k): data[k].default for k in ("sampling", "time_step", "window_overlap",
-                                               "window_min_inside", "window_edge_weight")}
+                                               "window_min_inside", "window_edge_weight",
+                                               "train_windows", "train_windows_per_video")}
     keys[("model", "loss", "w_prompt")] = LossConfig.__dataclass_fields__["w_prompt"].default
     keys[("model", "bridge")] = to_dict(BridgeConfig())
     return keys

@@ -138,7 +138,7 @@ def run_training(cfg: StaleConfig, out_dir: str | Path, resume: bool = False, ov
             if dist.is_main:
                 _lock_run_folder(out_dir, resume, lock)
                 _write_run_files(cfg, data, out_dir, runlog, extra, model)
-            train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes)
+            train_ds = make_dataset(data.fit_videos, data.store, cfg, data.classes, fit=True)
             val_ds = make_dataset(data.val_videos, data.store, cfg, data.classes) if data.val_videos else None
             # 6. train
             try:

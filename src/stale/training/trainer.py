@@ -317,8 +317,10 @@ class Trainer:
         self._loss_mode(True)
         if hasattr(self.module, "set_epoch"):
             self.module.set_epoch(epoch)
-        order = shard_order(epoch_order(len(data), self.cfg.seed, epoch), self.dist.rank,
-                            self.dist.world_size)
+        order = epoch_order(len(data), self.cfg.seed, epoch)
+        if hasattr(data, "epoch_items"):        # items drawn per epoch (windows): the epoch is in the index
+            order = data.epoch_items(order, epoch)
+        order = shard_order(order, self.dist.rank, self.dist.world_size)
         loader = self._loader(data, order, self.cfg.batch_size)
         sums: dict[str, float] = {}
         params = [p for p in self.module.parameters() if p.requires_grad]
