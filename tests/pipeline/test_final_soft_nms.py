@@ -247,7 +247,8 @@ def _old_identity(spec, cell) -> str:
         for key in keys:
             tree.get(section, {}).pop(key, None)
     # keys the old code did not have yet (windowed mode, prompt anchor, feature bridge), at their defaults
-    for key in ("sampling", "time_step", "window_overlap", "window_min_inside", "window_edge_weight"):
+    for key in ("sampling", "time_step", "window_overlap", "window_min_inside", "window_edge_weight",
+                "train_windows", "train_windows_per_video"):
         tree["data"].pop(key)
     assert tree["model"]["loss"].pop("w_prompt") == 0.0 and tree["model"].pop("bridge")["kind"] == "none"
     v = spec.variant(cell.variant)
@@ -283,3 +284,19 @@ def test_cells_keep_the_identity_the_old_code_gave_them(tmp_path):
     # a key added later counts as soon as a cell moves it off its default
     for moved in ("data.sampling=window", "data.time_step=1.0", "model.loss.w_prompt=1.0", "model.bridge.kind=ridge"):
         assert cell_identity(spec, cells[0], [moved]) != cell_identity(spec, cells[0], []), moved
+    # window training draws: a window cell that tiles is the cell window mode recorded before the
+    # key existed (tiling was all it did); today's default, random draws, is another cell; a
+    # resize cell ignores both keys
+    ident = lambda *o: cell_identity(spec, cells[0], list(o))   # noqa: E731
+    win = "data.sampling=window"
+    assert ident(win, "data.train_windows=tile") == ident(win, "data.train_windows=tile",
+                                                           "data.train_windows_per_video=1")
+    assert ident(win) == ident(win, "data.train_windows=random") != ident(win, "data.train_windows=tile")
+    assert ident(win, "data.train_windows_per_video=2") != ident(win)
+    assert ident("data.train_windows=tile") == ident() == ident("data.train_windows_per_video=3")
+    from stale.pipeline.config_migration import identity_tree
+
+    tiled = identity_tree(to_dict(load_run_config("demo", [win, "data.train_windows=tile"])), {})["data"]
+    drawn = identity_tree(to_dict(load_run_config("demo", [win])), {})["data"]
+    assert "train_windows" not in tiled and "train_windows_per_video" not in tiled
+    assert drawn["train_windows"] == "random"

@@ -38,11 +38,12 @@ class DataConfig:
         (a cut view of an action that may continue in the next window) has its score multiplied
         by this before the windows are merged, so the complete view from a window holding the
         whole action wins the merge's Soft-NMS; 1 treats both alike.
-    train_windows: window mode, training items: ``tile`` (every window of a per-video shifted
-        tiling, each epoch: an epoch grows with the videos' length) or ``random`` (each epoch
-        draws ``train_windows_per_video`` windows per video at uniformly random starts, re-drawn
-        every epoch from ``(train.seed, epoch, video)``: an epoch costs what a resize epoch does
-        with 1). The held-out windows that select ``best.pt`` are always tiled.
+    train_windows: window mode, training items: ``random`` (default: each epoch draws
+        ``train_windows_per_video`` windows per video at uniformly random starts, re-drawn every
+        epoch from ``(train.seed, epoch, video)``: with 1 an epoch costs what a resize epoch
+        does) or ``tile`` (every window of a per-video shifted tiling, each epoch: an epoch grows
+        with the videos' length). Chosen on dev splits (docs/windows.md): tiling scored far lower
+        at 7x the steps. The held-out windows that select ``best.pt`` are always tiled.
     train_windows_per_video: windows drawn per video and epoch with ``train_windows: random``.
     missing_features: videos without a feature file: ``error`` or ``skip`` (counted in
         ``data_report.json``).
@@ -62,7 +63,7 @@ class DataConfig:
     window_overlap: float = 0.5
     window_min_inside: float = 0.5
     window_edge_weight: float = 0.5
-    train_windows: Literal["tile", "random"] = "tile"
+    train_windows: Literal["tile", "random"] = "random"
     train_windows_per_video: int = 1
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"

@@ -374,7 +374,7 @@ def assemble_training(cfg: StaleConfig, progress: bool = False) -> TrainingData:
             first = drawn.epoch_counts(0)
             report.windows["train_windows"] = {"mode": "random", "per_video": cfg.data.train_windows_per_video,
                                                "per_epoch": len(drawn), "first_epoch": first.to_dict()}
-            log.info("window mode: training draws %d windows per video and epoch (%d per epoch) at random "
+            log.info("window mode: training draws %d window(s) per video and epoch (%d per epoch) at random "
                      "starts; the first epoch's instances: %d inside, %d cut and kept, %d cut and left out",
                      cfg.data.train_windows_per_video, len(drawn), first.inside, first.cut_kept, first.cut_dropped)
         stats = label_stats([w.window_video for w in windows], classes, cfg)

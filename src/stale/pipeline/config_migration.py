@@ -203,6 +203,10 @@ def identity_tree(tree: dict, raw: dict) -> dict:
     now = {k: tree["inference"][k] for k in SOFT_NMS_KEYS}
     if tree.get("method", "stale") != "stale" and now != old_effective_nms(raw):
         out["final_nms"] = now
+    # window-only training keys mean nothing to a resize run
+    if out.get("data", {}).get("sampling", "resize") == "resize":
+        for key in ("train_windows", "train_windows_per_video"):
+            out["data"].pop(key, None)
     # keys added after cells were recorded count only where a cell moves them off their default
     for path, default in added_keys().items():
         node = out
@@ -224,7 +228,9 @@ def added_keys() -> dict[tuple[str, ...], Any]:
     keys: dict[tuple[str, ...], Any] = {
         ("data", k): data[k].default for k in ("sampling", "time_step", "window_overlap",
                                                "window_min_inside", "window_edge_weight",
-                                               "train_windows", "train_windows_per_video")}
+                                               "train_windows_per_video")}
+    # what window runs did before the key existed (not today's default, random draws)
+    keys[("data", "train_windows")] = "tile"
     keys[("model", "loss", "w_prompt")] = LossConfig.__dataclass_fields__["w_prompt"].default
     keys[("model", "bridge")] = to_dict(BridgeConfig())
     return keys
