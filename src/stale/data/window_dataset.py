@@ -191,14 +191,18 @@ class DrawnWindowDataset(VideoFeatureDataset):
         return arr
 
     def features(self, i: int) -> np.ndarray:
-        video, _, start = self.window_of(i)
+        return self._features(*self.window_of(i)[::2])
+
+    def _features(self, video: int, start: int) -> np.ndarray:
         plan = self.plans[video]
         return window_features(self._video_rows(video), plan.length, start, plan.window)
 
     def window(self, i: int) -> tuple[Video, CutCounts]:
         """The window video of item ``i`` (instances by the edge-cut policy, in window time)
         and the policy's counts."""
-        video, _, start = self.window_of(i)
+        return self._window(*self.window_of(i)[::2])
+
+    def _window(self, video: int, start: int) -> tuple[Video, CutCounts]:
         v, plan = self.source_videos[video], self.plans[video]
         return window_video(v, start * plan.step, plan.window_seconds, self.settings.min_inside, f"{v.id}@{start}")
 
@@ -210,9 +214,10 @@ class DrawnWindowDataset(VideoFeatureDataset):
         return total
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray, Any, Video]:
-        wv = self.window(i)[0]
+        video, _, start = self.window_of(i)           # one draw per item
+        wv = self._window(video, start)[0]
         target = self.target_fn(wv) if self.target_fn is not None else None
-        return i, self.features(i), target, wv
+        return i, self._features(video, start), target, wv
 
     def collate(self, items: list) -> Batch:
         feats = torch.from_numpy(np.stack([it[1] for it in items]))
