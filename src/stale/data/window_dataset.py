@@ -150,7 +150,8 @@ class DrawnWindowDataset(VideoFeatureDataset):
     in epoch ``epoch`` (:meth:`epoch_items` turns an epoch's order of slots into indices), and a
     plain index below ``len(self)`` is epoch 0 -- what a one-pass reader (the linear probe) sees.
     Items carry their window video, so a batch's durations and ids are the windows'. The cache
-    keeps whole videos at the window time step (sliced per window) up to ``cache_bytes``."""
+    keeps whole videos at the window time step (sliced per window) up to ``cache_bytes``; the
+    others are read a window's rows at a time."""
 
     def __init__(self, videos: Sequence[Video], store: FeatureReader, settings: WindowSettings, seed: int,
                  per_video: int = 1, target_fn: Callable[[Video], Any] | None = None,
@@ -178,24 +179,25 @@ class DrawnWindowDataset(VideoFeatureDataset):
         start = drawn_start(self.seed, epoch, self.source_videos[video].id, j, plan.length - plan.window)
         return video, epoch, start
 
-    def _video_rows(self, video: int) -> np.ndarray:
-        """(M, C) features of a whole video at the window time step (cached when they fit)."""
-        hit = self._cache.get(video)
-        if hit is not None:
-            return hit
-        v, plan = self.source_videos[video], self.plans[video]
-        arr = self.store.checked_rows(v.id, window_features(self.store.rows(v.id), plan.length, 0, plan.length), 0)
-        if torch.utils.data.get_worker_info() is None and self._cached_bytes + arr.nbytes <= self.cache_bytes:
-            self._cache[video] = arr
-            self._cached_bytes += arr.nbytes
-        return arr
-
     def features(self, i: int) -> np.ndarray:
         return self._features(*self.window_of(i)[::2])
 
     def _features(self, video: int, start: int) -> np.ndarray:
-        plan = self.plans[video]
-        return window_features(self._video_rows(video), plan.length, start, plan.window)
+        """(T, C) features of the window at ``start`` of ``video``: sliced from the whole video at
+        the window step when it is cached (it is cached while the budget allows), else read from
+        the window's own rows only -- a long video is never read whole for one window."""
+        v, plan = self.source_videos[video], self.plans[video]
+        hit = self._cache.get(video)
+        if hit is not None:
+            return window_features(hit, plan.length, start, plan.window)
+        rows = self.store.rows(v.id)
+        whole = plan.length * int(rows.shape[1]) * 4
+        if torch.utils.data.get_worker_info() is None and self._cached_bytes + whole <= self.cache_bytes:
+            arr = self.store.checked_rows(v.id, window_features(rows, plan.length, 0, plan.length), 0)
+            self._cache[video] = arr
+            self._cached_bytes += arr.nbytes
+            return window_features(arr, plan.length, start, plan.window)
+        return self.store.checked_rows(v.id, window_features(rows, plan.length, start, plan.window), start)
 
     def window(self, i: int) -> tuple[Video, CutCounts]:
         """The window video of item ``i`` (instances by the edge-cut policy, in window time)
