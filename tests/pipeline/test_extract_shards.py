@@ -58,6 +58,27 @@ def test_two_shards_write_the_bytes_of_one_process(media, tmp_path):
     assert again.extracted == [] and sorted(again.resumed) == sorted(one.extracted)
 
 
+def test_a_fellow_shard_checking_between_a_feature_file_and_its_index_accepts_the_folder(media, tmp_path,
+                                                                                         monkeypatch):
+    """The race CI hit: shard 0 saves its first .npy into an empty folder; shard 1 checks the
+    folder before shard 0's index entry lands. The part is written before any feature file, so
+    the check sees an index, not a foreign file."""
+    import stale.pipeline.extract as extract_mod
+
+    folder, weights = media
+    out = tmp_path / "o"
+    save, seen = extract_mod.atomic_save_npy, []
+
+    def save_then_fellow_checks(path, array):
+        save(path, array)
+        assert read_index(out) is not None, f"{path.name} landed before any index"
+        seen.append(len(extract_mod.check_extract_output([folder], out, _cfg(weights, shard=(1, 2)))))
+
+    monkeypatch.setattr(extract_mod, "atomic_save_npy", save_then_fellow_checks)
+    a = extract_videos([folder], out, _cfg(weights, shard=(0, 2)))
+    assert len(seen) == len(a.extracted) > 0 and set(seen) == {5}
+
+
 def test_parts_with_other_settings_are_refused(media, tmp_path):
     folder, weights = media
     out = tmp_path / "o"

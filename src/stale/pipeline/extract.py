@@ -385,6 +385,9 @@ def _extract_locked(videos: list[Path], out: Path, cfg: ExtractConfig, encoder: 
     if shard is not None:
         videos = [v for v in videos if shard_of(v.stem, shard[1]) == shard[0]]
         log.info("shard %d/%d: %d videos", shard[0], shard[1], len(videos))
+        # the part goes down before the first feature file: a fellow shard checking the folder
+        # in between would otherwise find a .npy and no index, and refuse it as foreign
+        write_index(out, meta, shard)
     todo = []
     for video in videos:
         if not cfg.overwrite and (out / f"{cfg.prefix}{video.stem}.npy").is_file() and video.stem in meta["videos"]:
