@@ -111,3 +111,31 @@ def test_shards_lock_their_own_index_part(tmp_path):
                     pass
     assert all(is_lock_file(lock_name(s)) for s in (None, (0, 2), (3, 4))) and not is_lock_file(".x.lock")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_end_without_teardown_skips_the_interpreters_teardown_after_the_exit_hooks(tmp_path):
+    """The spawned decoding workers' exit (end_without_teardown): later atexit hooks still run
+    and buffered output is flushed, but nothing is torn down (no finaliser of a module global
+    runs: where a native library's static destructor aborted now and then) and the status is 0."""
+    script = textwrap.dedent("""
+        import atexit, sys
+        from stale.core.lifetime import end_without_teardown
+
+        class Loud:
+            def __del__(self):
+                sys.stdout.write("torn down\\n")
+                sys.stdout.flush()
+
+        keep = Loud()
+        end_without_teardown()
+        atexit.register(lambda: sys.stdout.write("later hook\\n"))   # registered later: runs first
+        sys.stdout.write("buffered\\n")
+        sys.exit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "buffered\nlater hook\n", proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    # the same script without the call tears down as usual: the check can fail
+    plain = subprocess.run([sys.executable, "-c", script.replace("end_without_teardown()", "")],
+                           capture_output=True, text=True, timeout=60)
+    assert "torn down" in plain.stdout and plain.returncode == 3

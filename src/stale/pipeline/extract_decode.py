@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stale.core.errors import StaleError
-from stale.core.lifetime import die_with_parent
+from stale.core.lifetime import die_with_parent, end_without_teardown
 from stale.data.timeline import NativeTimeline
 from stale.pipeline.video_frames import (clip_frame_indices, clip_offsets, declared_frames, decoded_frames,
                                         frames_on_grid, missing_frames_tolerated, open_video)
@@ -165,9 +165,12 @@ def _as_is(item):
 
 
 def _start_worker(parent: int, worker_id: int) -> None:
-    """A decoding worker: dies with the extracting process; one thread (the workers are the
-    parallelism, and N workers x all cores would oversubscribe the machine)."""
+    """A decoding worker: dies with the extracting process, ends without the interpreter's
+    teardown (:func:`~stale.core.lifetime.end_without_teardown`: it aborted now and then); one
+    thread (the workers are the parallelism, and N workers x all cores would oversubscribe the
+    machine)."""
     die_with_parent(parent)
+    end_without_teardown()
     torch.set_num_threads(1)
 
 
